@@ -1,0 +1,5 @@
+import sys
+
+from cocalc_tasks.cli import main
+
+sys.exit(main())

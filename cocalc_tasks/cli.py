@@ -1,0 +1,221 @@
+"""The ``cocalc-tasks`` command: ``kernels``, ``exec``, ``hash`` and ``serve``.
+
+Exit codes:
+
+====  ==========================================================================
+0     success
+1     the remote code raised an exception (its traceback is on stderr)
+2     bad usage or an invalid argument (nothing was sent)
+3     CoCalc refused the request (auth, permission, unknown kernel, API disabled)
+4     transient failure: connection, timeout, quota, server error; retry later
+====  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, TextIO
+
+from cocalc_tasks.client import CocalcClient
+from cocalc_tasks.errors import CocalcError, CocalcValidationError
+from cocalc_tasks.hashing import compute_hash
+from cocalc_tasks.models import ExecutionResult, item_kind, strip_ansi
+
+__all__ = ["main"]
+
+EXIT_OK = 0
+EXIT_REMOTE_ERROR = 1
+EXIT_USAGE = 2
+EXIT_REFUSED = 3
+EXIT_TRANSIENT = 4
+
+
+def _add_client_options(parser: argparse.ArgumentParser) -> None:
+    group = parser.add_argument_group("connection")
+    group.add_argument("--host", help="API base URL (env COCALC_HOST, default https://cocalc.com)")
+    group.add_argument("--api-key", help="API key (env COCALC_API_KEY; prefer the variable)")
+    group.add_argument("--timeout", type=float, default=None, help="read timeout in seconds")
+    group.add_argument("--ca-bundle", help="CA bundle for TLS verification (always on)")
+
+
+def _add_request_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--kernel", "-k", required=True, help="kernel name, e.g. python3")
+    parser.add_argument("--project-id", help="run in this project (env COCALC_PROJECT_ID)")
+    parser.add_argument("--path", help="working directory relative to the project's home")
+    parser.add_argument(
+        "--history-file",
+        type=Path,
+        help="earlier inputs to replay: a JSON list of strings, or a text file used as one cell",
+    )
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("code", nargs="?", help="code to run, or - to read standard input")
+    source.add_argument("-f", "--file", type=Path, help="read the code from this file")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="cocalc-tasks",
+        description="Run code on CoCalc Jupyter kernels.",
+        epilog="exit codes: 0 ok, 1 remote exception, 2 usage, 3 refused, 4 transient",
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    kernels = sub.add_parser("kernels", help="list the available kernels")
+    kernels.add_argument("--project-id", help="list the kernels of this project")
+    kernels.add_argument("--json", action="store_true", help="print the specs as JSON")
+    _add_client_options(kernels)
+
+    exe = sub.add_parser("exec", help="run code and print its outputs")
+    _add_request_options(exe)
+    exe.add_argument("--no-cache", action="store_true", help="always compute (noCache)")
+    exe.add_argument("--tag", help="free-form label for the server's log")
+    exe.add_argument("--save-images", type=Path, metavar="DIR", help="write images here")
+    exe.add_argument("--json", action="store_true", help="print the whole result as JSON")
+    _add_client_options(exe)
+
+    hsh = sub.add_parser("hash", help="print CoCalc's content hash, or look it up")
+    _add_request_options(hsh)
+    hsh.add_argument("--lookup", action="store_true", help="ask the server's cache for this hash")
+    _add_client_options(hsh)
+
+    serve = sub.add_parser("serve", help="run the local CoCalc-compatible server")
+    from cocalc_tasks.server.settings import add_serve_arguments
+
+    add_serve_arguments(serve)
+    return parser
+
+
+def _read_code(args: argparse.Namespace) -> str:
+    if args.file is not None:
+        return str(args.file.read_text(encoding="utf-8"))
+    if args.code == "-":
+        return sys.stdin.read()
+    return str(args.code)
+
+
+def _read_history(path: Path | None) -> list[str] | None:
+    if path is None:
+        return None
+    text = path.read_text(encoding="utf-8")
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return [text]
+    if isinstance(value, list) and all(isinstance(x, str) for x in value):
+        return value
+    raise CocalcValidationError(f"{path}: a JSON history must be a list of strings")
+
+
+def _client(args: argparse.Namespace) -> CocalcClient:
+    kwargs: dict[str, Any] = {"api_key": args.api_key, "host": args.host}
+    if args.timeout is not None:
+        kwargs["timeout"] = (10.0, args.timeout)
+    if args.ca_bundle:
+        kwargs["verify"] = args.ca_bundle
+    return CocalcClient(**kwargs)
+
+
+def print_outputs(result: ExecutionResult, out: TextIO, err: TextIO) -> None:
+    """Print outputs in order: streams to their files, results as text, errors cleaned."""
+    for item in result.outputs:
+        kind = item_kind(item)
+        if kind == "stream":
+            text = item["text"]
+            text = "".join(text) + "\n" if isinstance(text, list) else str(text)
+            (err if item.get("name") == "stderr" else out).write(strip_ansi(text))
+        elif kind == "data":
+            data = item["data"]
+            if "text/plain" in data:
+                out.write(strip_ansi(str(data["text/plain"])) + "\n")
+            else:
+                out.write(f"[{', '.join(sorted(data))}]\n")
+        elif kind == "error":
+            tb = strip_ansi("\n".join(str(line) for line in item.get("traceback") or []))
+            err.write((tb or f"{item.get('ename', '')}: {item.get('evalue', '')}") + "\n")
+    out.flush()
+    err.flush()
+
+
+def _cmd_kernels(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        specs = client.kernels(args.project_id)
+    if args.json:
+        print(json.dumps([s.to_dict() for s in specs], indent=2))
+    else:
+        width = max((len(s.name) for s in specs), default=4)
+        for spec in specs:
+            print(f"{spec.name:<{width}}  {spec.language:<10}  {spec.display_name}")
+    return EXIT_OK
+
+
+def _cmd_exec(args: argparse.Namespace) -> int:
+    code = _read_code(args)
+    history = _read_history(args.history_file)
+    with _client(args) as client:
+        result = client.execute(
+            code,
+            args.kernel,
+            history=history,
+            project_id=args.project_id,
+            path=args.path,
+            no_cache=args.no_cache,
+            tag=args.tag,
+        )
+    if args.save_images is not None:
+        for path in result.save_images(args.save_images):
+            print(f"saved {path}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        print_outputs(result, sys.stdout, sys.stderr)
+    return EXIT_OK if result.ok else EXIT_REMOTE_ERROR
+
+
+def _cmd_hash(args: argparse.Namespace) -> int:
+    code = _read_code(args)
+    history = _read_history(args.history_file)
+    digest = compute_hash(code, args.kernel, history, args.project_id, args.path)
+    if not args.lookup:
+        print(digest)
+        return EXIT_OK
+    with _client(args) as client:
+        result = client.cached(digest)
+    if result is None:
+        print(f"{digest}: not in the server's cache", file=sys.stderr)
+        return EXIT_REFUSED
+    print_outputs(result, sys.stdout, sys.stderr)
+    return EXIT_OK if result.ok else EXIT_REMOTE_ERROR
+
+
+def _exit_code_for(error: CocalcError) -> int:
+    if isinstance(error, CocalcValidationError):
+        return EXIT_USAGE
+    return EXIT_TRANSIENT if error.transient else EXIT_REFUSED
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    commands = {"kernels": _cmd_kernels, "exec": _cmd_exec, "hash": _cmd_hash}
+    try:
+        if args.command == "serve":
+            from cocalc_tasks.server.main import serve_from_args
+
+            return serve_from_args(args)
+        return commands[args.command](args)
+    except CocalcError as exc:
+        print(f"cocalc-tasks: error: {exc}", file=sys.stderr)
+        return _exit_code_for(exc)
+    except OSError as exc:
+        print(f"cocalc-tasks: error: {exc}", file=sys.stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

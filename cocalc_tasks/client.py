@@ -1,0 +1,283 @@
+"""``CocalcClient``: one keep-alive session that speaks CoCalc's Jupyter HTTP API.
+
+The client owns authentication, retries and the translation of CoCalc's envelope (HTTP 200
+with ``{"error": ...}``) into :mod:`cocalc_tasks.errors`. Everything above it (the functional
+API, the CLI, Airflow, Prefect) works with :class:`~cocalc_tasks.models.ExecutionResult`.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Sequence
+from types import TracebackType
+from typing import Any
+
+import requests
+
+from cocalc_tasks.config import DEFAULT_TIMEOUT, resolve_settings
+from cocalc_tasks.errors import (
+    CocalcAuthError,
+    CocalcConnectionError,
+    CocalcError,
+    CocalcServerError,
+    CocalcTimeoutError,
+    error_from_message,
+)
+from cocalc_tasks.hashing import compute_hash
+from cocalc_tasks.models import ExecutionResult, KernelSpec
+from cocalc_tasks.transport import AbortableAdapter, build_retry
+from cocalc_tasks.validation import validate_execute, validate_hash, validate_project_id
+
+__all__ = ["CocalcClient"]
+
+log = logging.getLogger("cocalc_tasks.client")
+
+KERNELS_PATH = "/api/v2/jupyter/kernels"
+EXECUTE_PATH = "/api/v2/jupyter/execute"
+_EXCERPT_CHARS = 200
+
+Timeout = float | tuple[float, float]
+
+
+class CocalcClient:
+    """A client for ``/api/v2/jupyter/kernels`` and ``/api/v2/jupyter/execute``.
+
+    Arguments win over ``COCALC_API_KEY``, ``COCALC_HOST`` and ``COCALC_PROJECT_ID``.
+
+    Args:
+        api_key: CoCalc API key, sent as the HTTP Basic username. Optional for the global pool.
+        host: Base URL, default ``https://cocalc.com``.
+        project_id: Default project for calls that do not name one.
+        timeout: Seconds, or ``(connect, read)``. Own-project calls may take 60-90 s.
+        verify: TLS verification (on by default), or a CA bundle path.
+        retries: Attempts after the first, for failures that are safe to retry.
+        retry_ambiguous: Also retry 502/504 and read errors after sending. The remote code
+            may then run twice.
+        retry_deadline: Bound in seconds on all attempts and waits together.
+        session: A ``requests.Session`` to use instead of a new one (its adapters are kept).
+
+    Example:
+        >>> with CocalcClient(host="http://127.0.0.1:8765") as client:  # doctest: +SKIP
+        ...     client.execute("factor(2023)", kernel="sage-9.8").text
+        '7 * 17^2'
+    """
+
+    def __init__(
+        self,
+        api_key: str | None = None,
+        host: str | None = None,
+        *,
+        project_id: str | None = None,
+        timeout: Timeout = DEFAULT_TIMEOUT,
+        verify: bool | str = True,
+        retries: int = 3,
+        retry_ambiguous: bool = False,
+        retry_deadline: float | None = 60.0,
+        session: requests.Session | None = None,
+    ) -> None:
+        settings = resolve_settings(api_key=api_key, host=host, project_id=project_id)
+        if settings.project_id is not None:
+            validate_project_id(settings.project_id)
+        self.host = settings.host
+        self.project_id = settings.project_id
+        self.timeout = timeout
+        self.verify = verify
+        self._api_key = settings.api_key
+        self._owns_session = session is None
+        self._session = session or requests.Session()
+        self._adapter = AbortableAdapter(
+            max_retries=build_retry(
+                retries, retry_ambiguous=retry_ambiguous, deadline=retry_deadline
+            )
+        )
+        if self._owns_session:
+            self._session.mount("http://", self._adapter)
+            self._session.mount("https://", self._adapter)
+        self._session.headers.update({"Content-Type": "application/json"})
+
+    # -- lifecycle ---------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        key = "'***'" if self._api_key else "None"
+        return f"CocalcClient(host={self.host!r}, project_id={self.project_id!r}, api_key={key})"
+
+    def __enter__(self) -> CocalcClient:
+        return self
+
+    def __exit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._owns_session:
+            self._session.close()
+
+    def abort(self) -> None:
+        """Abort requests in flight (from another thread), e.g. from an ``on_kill`` hook."""
+        self._adapter.abort()
+
+    @property
+    def has_api_key(self) -> bool:
+        return self._api_key is not None
+
+    # -- API ---------------------------------------------------------------------------------
+    def execute(
+        self,
+        input: str,
+        kernel: str,
+        *,
+        history: Sequence[str] | None = None,
+        project_id: str | None = None,
+        path: str | None = None,
+        no_cache: bool = False,
+        tag: str | None = None,
+        timeout: Timeout | None = None,
+    ) -> ExecutionResult:
+        """Run ``input`` on a fresh ``kernel`` after replaying ``history``; return its outputs.
+
+        A remote exception does not raise here: check ``result.ok`` or call
+        ``result.raise_for_error()``.
+        """
+        project_id = project_id if project_id is not None else self.project_id
+        history_list = validate_execute(input, kernel, history, project_id, path)
+        body: dict[str, Any] = {"input": input, "kernel": kernel}
+        if history_list:
+            body["history"] = history_list
+        if project_id is not None:
+            body["project_id"] = project_id
+        if path is not None:
+            body["path"] = path
+        if no_cache:
+            body["noCache"] = True
+        if tag is not None:
+            body["tag"] = tag
+        started = time.monotonic()
+        response = self._post(EXECUTE_PATH, body, timeout)
+        elapsed = time.monotonic() - started
+        log.debug("executed on kernel %s in %.3f s", kernel, elapsed)
+        return self._result(
+            response,
+            kernel=kernel,
+            hash=compute_hash(input, kernel, history_list, project_id, path),
+            elapsed=elapsed,
+            project_id=project_id,
+            path=path,
+        )
+
+    def kernels(self, project_id: str | None = None) -> list[KernelSpec]:
+        """The kernels of the global pool, or of ``project_id``."""
+        project_id = project_id if project_id is not None else self.project_id
+        body: dict[str, Any] = {}
+        if project_id is not None:
+            validate_project_id(project_id)
+            body["project_id"] = project_id
+        response = self._post(KERNELS_PATH, body, None)
+        kernels = response.get("kernels") if isinstance(response, dict) else response
+        if not isinstance(kernels, list):
+            raise CocalcServerError("the kernels response has no 'kernels' list")
+        try:
+            return [KernelSpec.from_dict(spec) for spec in kernels]
+        except (KeyError, TypeError, AttributeError) as exc:
+            raise CocalcServerError(f"malformed kernel spec in the response: {exc}") from exc
+
+    def cached(self, hash: str) -> ExecutionResult | None:
+        """Look a result up by its content hash without running anything; ``None`` on a miss.
+
+        Servers without CoCalc's cache (the conat rewrite) always miss.
+        """
+        validate_hash(hash)
+        response = self._post(EXECUTE_PATH, {"hash": hash}, None)
+        if not isinstance(response, dict) or "output" not in response:
+            return None
+        return self._result(response, kernel=None, hash=hash, elapsed=None)
+
+    # -- plumbing ----------------------------------------------------------------------------
+    def _result(self, response: Any, **context: Any) -> ExecutionResult:
+        if not isinstance(response, dict):
+            raise CocalcServerError("the execute response is not a JSON object")
+        try:
+            return ExecutionResult.from_response(response, **context)
+        except (TypeError, ValueError) as exc:
+            raise CocalcServerError(f"malformed execute response: {exc}") from exc
+
+    def _post(self, path: str, body: dict[str, Any], timeout: Timeout | None) -> Any:
+        url = self.host + path
+        auth = (self._api_key, "") if self._api_key else None
+        try:
+            response = self._session.post(
+                url,
+                json=body,
+                auth=auth,
+                timeout=timeout if timeout is not None else self.timeout,
+                verify=self.verify,
+            )
+        except requests.exceptions.SSLError as exc:
+            raise CocalcConnectionError(
+                f"TLS error talking to {self.host}: {_first_line(exc)}"
+            ) from None
+        except requests.exceptions.ConnectTimeout:
+            raise CocalcConnectionError(f"timed out connecting to {self.host}") from None
+        except requests.exceptions.ReadTimeout:
+            raise CocalcTimeoutError(
+                f"no answer from {self.host} within the read timeout"
+            ) from None
+        except requests.exceptions.RetryError as exc:
+            raise CocalcServerError(f"gave up on {url} after retries: {_first_line(exc)}") from None
+        except requests.exceptions.ConnectionError as exc:
+            raise CocalcConnectionError(
+                f"could not talk to {self.host}: {_first_line(exc)}"
+            ) from None
+        except requests.exceptions.RequestException as exc:
+            raise CocalcError(f"request to {url} failed: {_first_line(exc)}") from None
+        return self._decode(response)
+
+    def _decode(self, response: requests.Response) -> Any:
+        """Apply CoCalc's rule: an ``error`` key means failure, whatever the status."""
+        try:
+            text = response.text
+        except requests.exceptions.RequestException as exc:
+            raise CocalcConnectionError(f"the answer was cut off: {_first_line(exc)}") from None
+        try:
+            body = response.json()
+        except ValueError:
+            body = None
+        if isinstance(body, dict) and "error" in body:
+            raise error_from_message(body["error"])
+        status = response.status_code
+        excerpt = self._excerpt(text)
+        if status in (401, 403):
+            raise CocalcAuthError(f"HTTP {status} from {self.host}: {excerpt}")
+        if status == 404:
+            raise CocalcServerError(
+                f"HTTP 404 from {response.url}: this server has no Jupyter API endpoint there",
+                status_code=status,
+                body_excerpt=excerpt,
+            )
+        if not 200 <= status < 300:
+            raise CocalcServerError(
+                f"HTTP {status} from {self.host}: {excerpt or '(empty body)'}",
+                status_code=status,
+                body_excerpt=excerpt,
+            )
+        if body is None and text.strip() != "null":
+            raise CocalcServerError(
+                f"the answer from {self.host} is not JSON: {excerpt or '(empty body)'}",
+                status_code=status,
+                body_excerpt=excerpt,
+            )
+        return body
+
+    def _excerpt(self, text: str) -> str:
+        excerpt = " ".join(text.split())[:_EXCERPT_CHARS]
+        if self._api_key:
+            excerpt = excerpt.replace(self._api_key, "***")
+        return excerpt
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0][:300] if text else type(exc).__name__

@@ -1,0 +1,200 @@
+"""The one error hierarchy used by the client, the CLI, Airflow and Prefect.
+
+CoCalc reports failures as HTTP 200 with ``{"error": "<message>"}``. :func:`error_from_message`
+maps those verbatim messages (``docs/cocalc-api.md`` §6.2) to the classes below. An exception
+raised *by the remote code* is not a transport failure: it arrives inside a successful result and
+becomes :class:`CocalcExecutionError` only when the caller asks for it (``raise_for_error``).
+
+Every class carries ``transient``: ``True`` when trying the same call again later may succeed.
+Orchestrator retry policies read that flag instead of keeping their own lists.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, ClassVar
+
+if TYPE_CHECKING:
+    from cocalc_tasks.models import ExecutionResult
+
+__all__ = [
+    "CocalcApiDisabledError",
+    "CocalcAuthError",
+    "CocalcBadRequestError",
+    "CocalcConnectionError",
+    "CocalcError",
+    "CocalcExecutionError",
+    "CocalcKernelDiedError",
+    "CocalcKernelError",
+    "CocalcPermissionError",
+    "CocalcQuotaError",
+    "CocalcServerError",
+    "CocalcTimeoutError",
+    "CocalcUnknownKernelError",
+    "CocalcValidationError",
+    "error_from_message",
+]
+
+
+class CocalcError(Exception):
+    """Base class of every error raised by cocalc-tasks."""
+
+    transient: ClassVar[bool] = False
+    hint: ClassVar[str] = ""
+
+    def __init__(self, message: str, *, server_message: str | None = None) -> None:
+        self.message = message
+        #: The verbatim ``error`` string sent by the server, when there was one.
+        self.server_message = server_message
+        super().__init__(message)
+
+    def __str__(self) -> str:
+        return f"{self.message} ({self.hint})" if self.hint else self.message
+
+
+class CocalcAuthError(CocalcError):
+    """The API key is missing, invalid, or not accepted for this request."""
+
+    hint = "check the API key (COCALC_API_KEY) and that it belongs to this server"
+
+
+class CocalcPermissionError(CocalcAuthError):
+    """The key is valid but may not use this project."""
+
+    hint = "use an account key of a collaborator, or the project's own key"
+
+
+class CocalcQuotaError(CocalcError):
+    """The hourly compute quota of the global pool is used up."""
+
+    transient = True
+    hint = "wait and retry, or run in your own project (project_id) which has no hourly quota"
+
+
+class CocalcKernelError(CocalcError):
+    """A problem with the Jupyter kernel itself."""
+
+
+class CocalcUnknownKernelError(CocalcKernelError):
+    """No kernel of that name exists on the server."""
+
+    hint = "list the available kernels with `cocalc-tasks kernels`"
+
+
+class CocalcKernelDiedError(CocalcKernelError):
+    """The kernel process died or was killed while running the code."""
+
+    transient = True
+    hint = "the code may exceed the memory or CPU limits of the kernel"
+
+
+class CocalcApiDisabledError(CocalcError):
+    """The server does not offer the Jupyter API (or not the global pool)."""
+
+    hint = "use your own project (project_id) or another server"
+
+
+class CocalcBadRequestError(CocalcError):
+    """The request is malformed: the server (or the client's own checks) refused it."""
+
+
+class CocalcValidationError(CocalcBadRequestError, ValueError):
+    """An argument is invalid; raised by the client before anything is sent."""
+
+
+class CocalcTimeoutError(CocalcError):
+    """No answer in time, from the client's HTTP timeout or the server's hub timeout."""
+
+    transient = True
+    hint = "raise the client timeout, or split the work; remote per-cell limits are fixed"
+
+
+class CocalcConnectionError(CocalcError):
+    """The server could not be reached."""
+
+    transient = True
+    hint = "check COCALC_HOST and the network"
+
+
+class CocalcServerError(CocalcError):
+    """The server answered with something that is not a CoCalc API response.
+
+    That covers non-2xx statuses, HTML pages from proxies, and truncated or non-JSON bodies.
+    ``status_code`` and a short ``body_excerpt`` are kept for diagnosis.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status_code: int | None = None,
+        body_excerpt: str = "",
+        server_message: str | None = None,
+    ) -> None:
+        self.status_code = status_code
+        self.body_excerpt = body_excerpt
+        super().__init__(message, server_message=server_message)
+
+    @property
+    def transient(self) -> bool:  # type: ignore[override]
+        """5xx and 429 may go away; other statuses will not."""
+        return self.status_code is None or self.status_code >= 500 or self.status_code == 429
+
+
+class CocalcExecutionError(CocalcError):
+    """The remote code raised an exception. ``result`` holds all outputs up to the error."""
+
+    def __init__(self, result: ExecutionResult) -> None:
+        self.result = result
+        error = result.error
+        assert error is not None, "CocalcExecutionError needs a result with an error"
+        self.ename = error.ename
+        self.evalue = error.evalue
+        self.traceback = error.traceback
+        summary = f"{error.ename}: {error.evalue}" if error.ename else f"error: {error.evalue}"
+        super().__init__(f"remote code raised {summary}")
+
+    @property
+    def full_message(self) -> str:
+        """The summary followed by the clean (ANSI-free) remote traceback."""
+        return f"{self.message}\n{self.traceback}" if self.traceback else self.message
+
+
+# Verbatim messages (or distinctive fragments) from docs/cocalc-api.md §6, mapped to classes.
+# Order matters: the first fragment found in the message wins.
+_MESSAGE_MAP: tuple[tuple[str, type[CocalcError]], ...] = (
+    ("permission denied", CocalcPermissionError),
+    ("must be collaborator", CocalcPermissionError),
+    ("account_id must be specified", CocalcAuthError),
+    ("MUST provide an api key", CocalcAuthError),
+    ("You must provide authentication", CocalcAuthError),
+    ("Unknown authorization type", CocalcAuthError),
+    ("must sign in as project or account", CocalcAuthError),
+    ("at least one of account_id or anonymous_id", CocalcAuthError),
+    ("seconds of compute time per", CocalcQuotaError),
+    ("too much overall usage", CocalcQuotaError),
+    ("Unable to Spawn Jupyter Kernel", CocalcUnknownKernelError),
+    ("No spec available for kernel", CocalcUnknownKernelError),
+    ("Kernel last exited", CocalcKernelDiedError),
+    ("Kernel last terminated", CocalcKernelDiedError),
+    ("Jupyter API is not enabled", CocalcApiDisabledError),
+    ("Jupyter API is not correctly configured", CocalcApiDisabledError),
+    ("input or hash must not be null", CocalcBadRequestError),
+    ("kernel must be specified", CocalcBadRequestError),
+    ("must be valid uuid", CocalcBadRequestError),
+)
+_TIMEOUT_MESSAGES = frozenset({"timeout", "undefined", "error: timeout"})
+
+
+def error_from_message(message: object) -> CocalcError:
+    """Turn the ``error`` value of a CoCalc response into the matching typed error.
+
+    Unknown messages become a plain :class:`CocalcError` that keeps the text, so nothing the
+    server said is lost.
+    """
+    text = message if isinstance(message, str) else repr(message)
+    if text.strip().lower() in _TIMEOUT_MESSAGES:
+        return CocalcTimeoutError(f"the server timed out ({text!r})", server_message=text)
+    for fragment, cls in _MESSAGE_MAP:
+        if fragment in text:
+            return cls(text, server_message=text)
+    return CocalcError(text, server_message=text)

@@ -1,0 +1,213 @@
+"""FastAPI routes: CoCalc's ``/api/v2/jupyter/*`` and the ``/api/conat/hub`` bridge.
+
+Routes parse the body and hand over to :class:`~cocalc_tasks.server.service.ExecutionService`;
+they hold no logic of their own. As on CoCalc, parameters come only from a POST JSON body
+(query strings are ignored, other methods get no parameters), and every handled failure is
+HTTP 200 with ``{"error": message}``.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse
+
+from cocalc_tasks.server.auth import KeyRing
+from cocalc_tasks.server.cache import ResultCache
+from cocalc_tasks.server.kernelspecs import KernelCatalog
+from cocalc_tasks.server.pool import KernelPools
+from cocalc_tasks.server.service import ApiError, ExecutionService
+from cocalc_tasks.server.settings import ServerSettings
+
+__all__ = ["create_app"]
+
+log = logging.getLogger("cocalc_tasks.server")
+
+HUB_AUTH_ERROR = "must be signed in and MUST provide an api key (cookies are not allowed)"
+
+_EXECUTE_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "input": {"type": "string"},
+        "kernel": {"type": "string"},
+        "history": {"type": "array", "items": {"type": "string"}},
+        "project_id": {"type": "string", "format": "uuid"},
+        "path": {"type": "string"},
+        "hash": {"type": "string"},
+        "noCache": {"type": "boolean"},
+        "tag": {"type": "string"},
+    },
+}
+_KERNELS_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {"project_id": {"type": "string", "format": "uuid"}},
+}
+_HUB_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "name": {"type": "string", "enum": ["jupyter.kernels", "jupyter.execute"]},
+        "args": {"type": "array", "items": {"type": "object"}},
+        "timeout": {"type": "number"},
+    },
+    "required": ["name"],
+}
+
+
+def _body_doc(schema: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "requestBody": {"required": False, "content": {"application/json": {"schema": schema}}},
+        "responses": {"200": {"description": 'A result, or {"error": message}'}},
+    }
+
+
+class _BadBody(Exception):
+    pass
+
+
+async def _read_params(request: Request, limit: int) -> dict[str, Any]:
+    """The JSON object in a POST body; ``{}`` for other methods or an empty body."""
+    if request.method != "POST":
+        return {}
+    declared = request.headers.get("content-length")
+    if declared and declared.isdigit() and int(declared) > limit:
+        raise _BadBody(f"request body is larger than the limit of {limit} bytes")
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise _BadBody(f"request body is larger than the limit of {limit} bytes")
+        chunks.append(chunk)
+    raw = b"".join(chunks)
+    if not raw.strip():
+        return {}
+    try:
+        value = json.loads(raw.decode("utf-8"))
+    except UnicodeDecodeError:
+        raise _BadBody("request body is not valid UTF-8") from None
+    except ValueError as exc:
+        raise _BadBody(f"request body is not valid JSON: {exc}") from None
+    if not isinstance(value, dict):
+        raise _BadBody("request body must be a JSON object")
+    return value
+
+
+def create_app(settings: ServerSettings) -> FastAPI:
+    """Build the app; kernels start in the lifespan and are all shut down on exit."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    catalog = KernelCatalog(settings.kernel_aliases)
+    keys = KeyRing(settings.api_keys, settings.project_keys)
+    state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        scratch = settings.data_dir / "scratch"
+        scratch.mkdir(parents=True, exist_ok=True)
+        pools = KernelPools(
+            catalog,
+            scratch_dir=scratch,
+            kernel_env=kernel_environment(settings),
+            size_for=settings.pool_size_for,
+            max_parallel_starts=settings.max_parallel_starts,
+            start_timeout=settings.kernel_start_timeout,
+        )
+        cache = ResultCache(settings.data_dir / "cache.sqlite3", settings.cache_ttl_seconds)
+        cache.purge_expired()
+        state["service"] = ExecutionService(settings, catalog, pools, cache)
+        for name in settings.kernels:
+            pools.warm(catalog.resolve(name).spec_name)
+        try:
+            yield
+        finally:
+            await pools.close()
+            cache.close()
+
+    app = FastAPI(title="cocalc-tasks local CoCalc server", lifespan=lifespan)
+
+    def service() -> ExecutionService:
+        svc: ExecutionService = state["service"]
+        return svc
+
+    async def handle(request: Request, action: Any) -> JSONResponse:
+        try:
+            params = await _read_params(request, settings.max_body_bytes)
+            identity = keys.identify(request.headers.get("authorization"))
+            result = await action(params, identity)
+        except (_BadBody, ApiError) as exc:
+            return JSONResponse({"error": str(exc)})
+        except Exception as exc:  # keep serving whatever happens in one request
+            log.exception("unexpected error")
+            return JSONResponse({"error": f"Error: internal server error ({type(exc).__name__})"})
+        return JSONResponse(result)
+
+    @app.api_route(
+        "/api/v2/jupyter/kernels", methods=["GET", "POST"], openapi_extra=_body_doc(_KERNELS_SCHEMA)
+    )
+    async def kernels(request: Request) -> JSONResponse:
+        async def action(params: dict[str, Any], identity: Any) -> dict[str, Any]:
+            return {"kernels": service().kernels(params, identity), "success": True}
+
+        return await handle(request, action)
+
+    @app.api_route(
+        "/api/v2/jupyter/execute", methods=["GET", "POST"], openapi_extra=_body_doc(_EXECUTE_SCHEMA)
+    )
+    async def execute(request: Request) -> JSONResponse:
+        async def action(params: dict[str, Any], identity: Any) -> dict[str, Any]:
+            return {**await service().execute(params, identity), "success": True}
+
+        return await handle(request, action)
+
+    @app.post("/api/conat/hub", openapi_extra=_body_doc(_HUB_SCHEMA))
+    async def hub(request: Request) -> JSONResponse:
+        """The conat bridge used by the official ``cocalc-api`` client (``Hub``)."""
+
+        async def action(params: dict[str, Any], identity: Any) -> Any:
+            if identity.kind != "account":
+                raise ApiError(HUB_AUTH_ERROR)
+            args = params.get("args") or [{}]
+            kwargs = args[0] if isinstance(args, list) and args else {}
+            if not isinstance(kwargs, dict):
+                raise ApiError("Error: args[0] must be an object")
+            name = params.get("name")
+            try:
+                if name == "jupyter.kernels":
+                    return service().kernels(kwargs, identity)
+                if name == "jupyter.execute":
+                    return await service().execute(kwargs, identity) or None
+            except ApiError as exc:
+                text = str(exc)
+                raise ApiError(text if text.startswith("Error: ") else f"Error: {text}") from None
+            raise ApiError(f"Error: unknown hub function {name!r}")
+
+        return await handle(request, action)
+
+    @app.get("/cocalc-tasks/status", include_in_schema=False)
+    async def status() -> dict[str, Any]:
+        """Pool sizes and live kernel count, for health checks and tests."""
+        pools = service().pools
+        return {"pools": pools.sizes(), "live_kernels": pools.live_count()}
+
+    return app
+
+
+def kernel_environment(settings: ServerSettings) -> dict[str, str]:
+    """Environment for kernels: all writable state under the data dir, never in ``$HOME``."""
+    state = settings.data_dir / "kernel-state"
+    paths = {
+        "IPYTHONDIR": state / "ipython",
+        "DOT_SAGE": state / "sage",
+        "MAXIMA_USERDIR": state / "maxima",
+        "MPLCONFIGDIR": state / "matplotlib",
+        "JUPYTER_DATA_DIR": state / "jupyter",
+    }
+    for path in paths.values():
+        path.mkdir(parents=True, exist_ok=True)
+    env = {name: str(path) for name, path in paths.items()}
+    env.update({"PLOTLY_RENDERER": "colab", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    return env

@@ -1,0 +1,104 @@
+"""Who is calling, and where they may run code.
+
+Keys arrive as HTTP Basic (the key is the username) or ``Bearer``. As on CoCalc's
+``/api/v2``, an unknown key is not an error by itself: the caller is simply anonymous, and the
+endpoint decides (the global pool may allow anonymous use; a project never does). Key
+comparison is constant-time.
+
+Each ``project_id`` has its own directory under the projects root; a ``path`` must stay inside
+it, through ``..`` and symlinks alike.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["Identity", "KeyRing", "PathEscape", "project_directory", "resolve_path"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    """``kind`` is ``account``, ``project`` (a project key) or ``anonymous``."""
+
+    kind: str
+    project_id: str | None = None
+
+    @property
+    def signed_in(self) -> bool:
+        return self.kind != "anonymous"
+
+    def may_use_project(self, project_id: str) -> bool:
+        if self.kind == "account":
+            return True
+        return self.kind == "project" and self.project_id == project_id
+
+
+ANONYMOUS = Identity("anonymous")
+
+
+def key_from_header(header: str | None) -> str | None:
+    """The key in an ``Authorization`` header, or None if there is none or it is malformed."""
+    if not header:
+        return None
+    scheme, _, value = header.strip().partition(" ")
+    value = value.strip()
+    if scheme.lower() == "bearer":
+        return value or None
+    if scheme.lower() == "basic":
+        try:
+            decoded = base64.b64decode(value, validate=True).decode("utf-8")
+        except (binascii.Error, UnicodeDecodeError, ValueError):
+            return None
+        return decoded.partition(":")[0] or None
+    return None
+
+
+class KeyRing:
+    def __init__(self, account_keys: Sequence[str], project_keys: Mapping[str, str]) -> None:
+        self._accounts = [k.encode() for k in account_keys if k]
+        self._projects = [(k.encode(), pid.lower()) for k, pid in project_keys.items() if k]
+
+    def identify(self, header: str | None) -> Identity:
+        key = key_from_header(header)
+        if key is None:
+            return ANONYMOUS
+        raw = key.encode()
+        # Compare against every key, so timing does not reveal which one matched.
+        account = False
+        project: str | None = None
+        for candidate in self._accounts:
+            account |= hmac.compare_digest(raw, candidate)
+        for candidate, pid in self._projects:
+            if hmac.compare_digest(raw, candidate):
+                project = pid
+        if account:
+            return Identity("account")
+        if project is not None:
+            return Identity("project", project)
+        return ANONYMOUS
+
+
+class PathEscape(ValueError):
+    """A ``path`` that leaves its project directory."""
+
+
+def project_directory(root: Path, project_id: str) -> Path:
+    directory = root / project_id.lower()
+    directory.mkdir(parents=True, exist_ok=True)
+    return directory
+
+
+def resolve_path(base: Path, path: str) -> Path:
+    """``base / path`` with symlinks resolved; refuses anything outside ``base``."""
+    if "\x00" in path:
+        raise PathEscape("path contains a NUL character")
+    real_base = base.resolve()
+    target = (real_base / path).resolve()
+    if target != real_base and real_base not in target.parents:
+        raise PathEscape(f"path {path!r} is outside the project directory")
+    return target

@@ -1,0 +1,82 @@
+"""The result cache: SQLite under the data directory, keyed by CoCalc's content hash.
+
+As in CoCalc's ``jupyter_api_cache``: rows expire after a month, a hit pushes the expiry out
+again, ``noCache`` replaces the row, and everything the kernel returned is cached (user
+exceptions included) while thrown errors are not. The file survives restarts.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+__all__ = ["CachedResult", "ResultCache"]
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS jupyter_api_cache (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    hash TEXT NOT NULL,
+    created TEXT NOT NULL,
+    last_active REAL NOT NULL,
+    expire REAL NOT NULL,
+    output TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS jupyter_api_cache_hash ON jupyter_api_cache (hash);
+"""
+
+
+@dataclass(frozen=True)
+class CachedResult:
+    id: int
+    output: list[Any]
+    created: str
+
+
+class ResultCache:
+    """Small synchronous store; each call takes well under a millisecond."""
+
+    def __init__(self, path: Path, ttl_seconds: float = 30 * 24 * 3600.0) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.ttl = ttl_seconds
+        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=NORMAL")
+        self._db.executescript(_SCHEMA)
+
+    def get(self, digest: str) -> CachedResult | None:
+        now = time.time()
+        row = self._db.execute(
+            "SELECT id, output, created FROM jupyter_api_cache "
+            "WHERE hash = ? AND expire > ? ORDER BY id DESC LIMIT 1",
+            (digest, now),
+        ).fetchone()
+        if row is None:
+            return None
+        self._db.execute(
+            "UPDATE jupyter_api_cache SET last_active = ?, expire = ? WHERE id = ?",
+            (now, now + self.ttl, row[0]),
+        )
+        return CachedResult(id=row[0], output=json.loads(row[1]), created=row[2])
+
+    def put(self, digest: str, output: list[Any], created: str) -> int:
+        now = time.time()
+        with self._db:
+            self._db.execute("BEGIN")
+            self._db.execute("DELETE FROM jupyter_api_cache WHERE hash = ?", (digest,))
+            cursor = self._db.execute(
+                "INSERT INTO jupyter_api_cache (hash, created, last_active, expire, output) "
+                "VALUES (?, ?, ?, ?, ?)",
+                (digest, created, now, now + self.ttl, json.dumps(output, ensure_ascii=False)),
+            )
+        return int(cursor.lastrowid or 0)
+
+    def purge_expired(self) -> int:
+        cursor = self._db.execute("DELETE FROM jupyter_api_cache WHERE expire <= ?", (time.time(),))
+        return cursor.rowcount
+
+    def close(self) -> None:
+        self._db.close()

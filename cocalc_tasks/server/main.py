@@ -1,0 +1,61 @@
+"""``cocalc-tasks serve``: run the app under uvicorn on a socket bound here.
+
+Binding the socket ourselves means ``--port 0`` works and the one start-up line always shows
+the real URL. SIGINT and SIGTERM stop uvicorn gracefully; the app's lifespan then shuts every
+kernel down, so no kernel process outlives the server.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import socket
+import sys
+
+from cocalc_tasks.server.settings import ServerSettings, SettingsError, settings_from_args
+
+__all__ = ["serve", "serve_from_args"]
+
+
+def serve(settings: ServerSettings) -> int:
+    import uvicorn
+
+    from cocalc_tasks.server.app import create_app
+    from cocalc_tasks.server.kernelspecs import UnknownKernel
+
+    try:
+        app = create_app(settings)
+    except UnknownKernel as exc:
+        print(f"cocalc-tasks serve: error: {exc}", file=sys.stderr)
+        return 2
+    family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((settings.host, settings.port))
+    except OSError as exc:
+        print(
+            f"cocalc-tasks serve: error: cannot bind {settings.host}:{settings.port}: {exc}",
+            file=sys.stderr,
+        )
+        return 2
+    sock.listen(128)
+    host, port = sock.getsockname()[:2]
+    shown = f"[{host}]" if family == socket.AF_INET6 else host
+    print(f"cocalc-tasks server listening on http://{shown}:{port}", flush=True)
+    config = uvicorn.Config(
+        app, log_level="warning", access_log=False, timeout_graceful_shutdown=10, lifespan="on"
+    )
+    server = uvicorn.Server(config)
+    server.run(sockets=[sock])
+    return 0
+
+
+def serve_from_args(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        settings = settings_from_args(args)
+    except SettingsError as exc:
+        print(f"cocalc-tasks serve: error: {exc}", file=sys.stderr)
+        return 2
+    return serve(settings)

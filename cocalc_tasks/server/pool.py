@@ -1,0 +1,220 @@
+"""Warm pools of pre-started kernels, one pool per kernelspec.
+
+A call takes a kernel from its pool (starting one on the spot when the pool is empty), the pool
+refills in the background, and the used kernel is shut down off the request path: nothing
+persists between calls. Kernel starts run in parallel up to ``max_parallel_starts`` so that
+starts overlap with execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import shutil
+import tempfile
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import zmq.asyncio
+from jupyter_client.manager import AsyncKernelManager
+
+from cocalc_tasks.server.kernelspecs import KernelCatalog
+
+__all__ = ["KernelPools", "KernelStartError", "WarmKernel"]
+
+log = logging.getLogger("cocalc_tasks.server.pool")
+
+
+class KernelStartError(RuntimeError):
+    """A kernel could not be started."""
+
+
+@dataclass(eq=False)
+class WarmKernel:
+    """A started kernel with its channels open and its own scratch directory."""
+
+    spec_name: str
+    language: str
+    manager: AsyncKernelManager
+    client: Any
+    workdir: Path
+    disposed: bool = field(default=False)
+
+    async def exit_description(self) -> str | None:
+        """None while alive; else CoCalc-style "exited with code N" / "terminated by signal"."""
+        if await self.manager.is_alive():
+            return None
+        code = None
+        provisioner = self.manager.provisioner
+        if provisioner is not None:
+            code = await provisioner.poll()
+        if code is None:
+            return "Kernel last exited"
+        if code < 0:
+            try:
+                import signal
+
+                name = signal.Signals(-code).name
+            except ValueError:
+                name = str(-code)
+            return f"Kernel last terminated by signal {name}"
+        return f"Kernel last exited with code {code}."
+
+    async def dispose(self) -> None:
+        if self.disposed:
+            return
+        self.disposed = True
+        try:
+            self.client.stop_channels()
+        except Exception:  # pragma: no cover - best effort on teardown
+            log.debug("stop_channels failed", exc_info=True)
+        try:
+            await self.manager.shutdown_kernel(now=True)
+        except Exception:
+            log.warning("kernel %s did not shut down cleanly", self.spec_name, exc_info=True)
+        shutil.rmtree(self.workdir, ignore_errors=True)
+
+
+class KernelPools:
+    """All pools of one server. Use as ``async with``; closing shuts every kernel down."""
+
+    def __init__(
+        self,
+        catalog: KernelCatalog,
+        *,
+        scratch_dir: Path,
+        kernel_env: dict[str, str],
+        sizes: dict[str, int] | None = None,
+        default_size: int = 2,
+        size_for: Any = None,
+        max_parallel_starts: int = 4,
+        start_timeout: float = 60.0,
+    ) -> None:
+        self.catalog = catalog
+        self.scratch_dir = scratch_dir
+        self.kernel_env = kernel_env
+        self._size_for = size_for or (lambda name, language: default_size)
+        self._ready: dict[str, asyncio.Queue[WarmKernel]] = {}
+        self._starting: dict[str, int] = {}
+        self._start_slots = asyncio.Semaphore(max_parallel_starts)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._context = zmq.asyncio.Context()
+        self._start_timeout = start_timeout
+        self._closed = False
+        self._live: set[WarmKernel] = set()
+        self._failures: dict[str, int] = {}
+
+    # -- public ------------------------------------------------------------------------------
+    def warm(self, spec_name: str) -> None:
+        """Make sure the pool of ``spec_name`` exists and is filling."""
+        self._ready.setdefault(spec_name, asyncio.Queue())
+        self._starting.setdefault(spec_name, 0)
+        self._refill(spec_name)
+
+    async def take(self, spec_name: str) -> WarmKernel:
+        """A fresh kernel for one call: from the pool, or started now if the pool is empty."""
+        self.warm(spec_name)
+        queue = self._ready[spec_name]
+        while not queue.empty():
+            kernel = queue.get_nowait()
+            self._refill(spec_name)
+            if await kernel.manager.is_alive():
+                return kernel
+            self.release(kernel)
+        kernel = await self._start(spec_name)
+        self._refill(spec_name)
+        return kernel
+
+    def release(self, kernel: WarmKernel) -> None:
+        """Shut a used kernel down in the background."""
+        self._spawn(self._dispose(kernel))
+
+    def sizes(self) -> dict[str, int]:
+        return {name: queue.qsize() for name, queue in self._ready.items()}
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(k.dispose() for k in list(self._live)), return_exceptions=True)
+        self._live.clear()
+        self._context.destroy(linger=0)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _spawn(self, coro: Any) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refill(self, spec_name: str) -> None:
+        if self._closed:
+            return
+        language = self.catalog.get_spec(spec_name).language
+        target = self._size_for(spec_name, language)
+        missing = target - self._ready[spec_name].qsize() - self._starting[spec_name]
+        for _ in range(max(0, missing)):
+            self._starting[spec_name] += 1
+            self._spawn(self._fill_one(spec_name))
+
+    async def _fill_one(self, spec_name: str) -> None:
+        try:
+            # Back off after repeated failures, so a broken spec does not spin the CPU.
+            failures = self._failures.get(spec_name, 0)
+            if failures:
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            kernel = await self._start(spec_name)
+        except Exception as exc:
+            self._failures[spec_name] = self._failures.get(spec_name, 0) + 1
+            log.warning("could not pre-start a %s kernel: %s", spec_name, exc)
+            return
+        finally:
+            self._starting[spec_name] -= 1
+        self._failures.pop(spec_name, None)
+        if self._closed:
+            await self._dispose(kernel)
+        else:
+            self._ready[spec_name].put_nowait(kernel)
+
+    async def _start(self, spec_name: str) -> WarmKernel:
+        spec = self.catalog.get_spec(spec_name)
+        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=self.scratch_dir))
+        token = uuid.uuid4().hex[:12]
+        manager = AsyncKernelManager(
+            kernel_name=spec_name,
+            kernel_spec_manager=self.catalog.manager,
+            transport="ipc",
+            ip=str(self.scratch_dir / f"ipc-{token}"),
+            connection_file=str(self.scratch_dir / f"kernel-{token}.json"),
+            context=self._context,
+        )
+        env = {**os.environ, **self.kernel_env, "COCALC_JUPYTER_KERNELNAME": spec_name}
+        kernel = WarmKernel(spec_name, spec.language, manager, None, workdir)
+        async with self._start_slots:
+            try:
+                await manager.start_kernel(cwd=str(workdir), env=env)
+                self._live.add(kernel)
+                kernel.client = manager.client()
+                kernel.client.start_channels()
+                await kernel.client.wait_for_ready(timeout=self._start_timeout)
+            except Exception as exc:
+                if kernel.client is None:
+                    kernel.client = _NullClient()
+                await self._dispose(kernel)
+                raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
+        return kernel
+
+    async def _dispose(self, kernel: WarmKernel) -> None:
+        await kernel.dispose()
+        self._live.discard(kernel)
+
+
+class _NullClient:
+    def stop_channels(self) -> None:
+        return None

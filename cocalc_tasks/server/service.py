@@ -1,0 +1,216 @@
+"""One execution end to end: params → auth → cache → pool.take → runner → cache.store → body.
+
+Order and messages follow CoCalc (docs/cocalc-api.md §4, §6, §7). Every refusal raises
+:class:`ApiError`, which the routes turn into HTTP 200 ``{"error": message}``.
+
+Deliberate differences from cocalc.com, all on the side of safety:
+- a normal request checks project permissions *before* the cache (CoCalc checks after);
+- a ``path`` that leaves the project directory, or does not exist, is refused with an error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import uuid
+from collections.abc import Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from cocalc_tasks.hashing import compute_hash
+from cocalc_tasks.server.auth import Identity, PathEscape, project_directory, resolve_path
+from cocalc_tasks.server.cache import ResultCache
+from cocalc_tasks.server.kernelspecs import KernelCatalog, UnknownKernel
+from cocalc_tasks.server.outputs import OutputCollector, OutputLimits
+from cocalc_tasks.server.pool import KernelPools, KernelStartError
+from cocalc_tasks.server.runner import KernelDied, chdir_code, run_cell
+from cocalc_tasks.server.settings import ServerSettings
+
+__all__ = ["ApiError", "ExecutionService"]
+
+log = logging.getLogger("cocalc_tasks.server.service")
+
+NOT_SIGNED_IN = "account_id must be specified -- make sure you are signed in"
+NOT_COLLABORATOR = "permission denied -- user must be collaborator on project"
+INVALID_UUID = "invalid account_id or project_id -- all must be valid uuid's"
+MISSING_INPUT = "input or hash must not be null"
+MISSING_KERNEL = "kernel must be specified in hash is not specified"
+SPAWN_FAILED = "Error: **Unable to Spawn Jupyter Kernel:**\n\nError: "
+_HASH_RE = re.compile(r"^[0-9a-f]{40}$")
+
+
+class ApiError(Exception):
+    """A handled failure; ``str(error)`` is the message sent to the caller."""
+
+
+def js_iso_now() -> str:
+    """The current time as JavaScript's ``Date.toISOString()`` prints it."""
+    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _optional_str(params: Mapping[str, Any], key: str) -> str | None:
+    value = params.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _history(params: Mapping[str, Any]) -> list[str]:
+    value = params.get("history")
+    if value is None:
+        return []
+    if not isinstance(value, list) or not all(isinstance(h, str) for h in value):
+        raise ApiError("history must be a list of strings")
+    return value
+
+
+def _project_id(params: Mapping[str, Any]) -> str | None:
+    value = params.get("project_id")
+    if value is None:
+        return None
+    if not isinstance(value, str):
+        raise ApiError(INVALID_UUID)
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        raise ApiError(INVALID_UUID) from None
+    return value
+
+
+class ExecutionService:
+    def __init__(
+        self,
+        settings: ServerSettings,
+        catalog: KernelCatalog,
+        pools: KernelPools,
+        cache: ResultCache,
+    ) -> None:
+        self.settings = settings
+        self.catalog = catalog
+        self.pools = pools
+        self.cache = cache
+        self._slots = asyncio.Semaphore(settings.max_concurrency)
+        self.sandbox_dir = settings.data_dir / "sandbox"
+        self.sandbox_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- auth ------------------------------------------------------------------------------
+    def _authorize(self, identity: Identity, project_id: str | None) -> None:
+        if project_id is not None:
+            if not identity.signed_in:
+                raise ApiError(NOT_SIGNED_IN)
+            if not identity.may_use_project(project_id.lower()):
+                raise ApiError(NOT_COLLABORATOR)
+        elif not identity.signed_in and not self.settings.allow_anonymous:
+            raise ApiError(NOT_SIGNED_IN)
+
+    # -- kernels -----------------------------------------------------------------------------
+    def kernels(self, params: Mapping[str, Any], identity: Identity) -> list[dict[str, Any]]:
+        self._authorize(identity, _project_id(params))
+        return self.catalog.listing()
+
+    # -- execute -----------------------------------------------------------------------------
+    async def execute(self, params: Mapping[str, Any], identity: Identity) -> dict[str, Any]:
+        """Return ``{"output", "created"}`` plus ``id`` on a cache hit; ``{}`` on a hash miss."""
+        no_cache = bool(params.get("noCache"))
+        digest = params.get("hash")
+        if digest is not None and not no_cache:
+            return self._lookup(digest)
+        input_ = _optional_str(params, "input")
+        kernel_name = _optional_str(params, "kernel")
+        if input_ is None:
+            raise ApiError(MISSING_INPUT)
+        if kernel_name is None or not kernel_name.strip():
+            raise ApiError(MISSING_KERNEL)
+        history = _history(params)
+        project_id = _project_id(params)
+        path = _optional_str(params, "path")
+        _optional_str(params, "tag")
+        self._authorize(identity, project_id)
+        try:
+            kernel = self.catalog.resolve(kernel_name)
+        except UnknownKernel as exc:
+            raise ApiError(SPAWN_FAILED + str(exc)) from None
+        directory = self._directory(project_id, path)
+        digest = compute_hash(input_, kernel_name, history, project_id, path)
+        if not no_cache:
+            hit = self.cache.get(digest)
+            if hit is not None:
+                return {"id": hit.id, "output": hit.output, "created": hit.created}
+        created = js_iso_now()
+        output = await self._run(kernel.spec_name, directory, history, input_, project_id)
+        self.cache.put(digest, output, created)
+        return {"output": output, "created": created}
+
+    def _lookup(self, digest: object) -> dict[str, Any]:
+        if not isinstance(digest, str) or not _HASH_RE.match(digest):
+            raise ApiError("hash must be a string of 40 hex digits")
+        hit = self.cache.get(digest)
+        if hit is None:
+            return {}
+        return {"id": hit.id, "output": hit.output, "created": hit.created}
+
+    def _directory(self, project_id: str | None, path: str | None) -> Path | None:
+        if path is None:
+            return None  # the kernel's own fresh scratch directory, deleted afterwards
+        base = (
+            project_directory(self.settings.projects_dir, project_id)
+            if project_id is not None
+            else self.sandbox_dir
+        )
+        try:
+            target = resolve_path(base, path)
+        except PathEscape as exc:
+            raise ApiError(f"Error: {exc}") from None
+        if not target.is_dir():
+            raise ApiError(f"Error: path {path!r} is not a directory in the project")
+        return target
+
+    async def _run(
+        self,
+        spec_name: str,
+        directory: Path | None,
+        history: list[str],
+        input_: str,
+        project_id: str | None,
+    ) -> list[dict[str, Any]]:
+        in_project = project_id is not None
+        s = self.settings
+        timeout = s.project_cell_timeout if in_project else s.cell_timeout
+        limits = OutputLimits(
+            max_output_per_cell=s.project_max_output_per_cell
+            if in_project
+            else s.max_output_per_cell,
+            max_output=s.project_max_output if in_project else s.max_output,
+        )
+        async with self._slots:
+            try:
+                kernel = await self.pools.take(spec_name)
+            except KernelStartError as exc:
+                raise ApiError(SPAWN_FAILED + str(exc)) from None
+            try:
+                prefix: list[dict[str, Any]] = []
+                if directory is not None:
+                    code = chdir_code(kernel.language, str(directory))
+                    if code is None:
+                        prefix.append(
+                            {
+                                "name": "stderr",
+                                "text": f"Error: unable to change directory: no chdir for "
+                                f"language {kernel.language!r}",
+                            }
+                        )
+                    else:
+                        await run_cell(kernel, code, OutputCollector(limits), timeout)
+                if history:
+                    await run_cell(kernel, "\n".join(history), OutputCollector(limits), timeout)
+                collector = OutputCollector(limits, items=prefix)
+                outcome = await run_cell(kernel, input_, collector, timeout)
+                return outcome.items
+            except KernelDied as exc:
+                raise ApiError(f"Error: {exc}") from None
+            finally:
+                self.pools.release(kernel)
