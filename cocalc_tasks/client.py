@@ -14,6 +14,7 @@ from types import TracebackType
 from typing import Any
 
 import requests
+from urllib3.exceptions import ReadTimeoutError
 
 from cocalc_tasks.config import DEFAULT_TIMEOUT, resolve_settings
 from cocalc_tasks.errors import (
@@ -228,6 +229,11 @@ class CocalcClient:
         except requests.exceptions.RetryError as exc:
             raise CocalcServerError(f"gave up on {url} after retries: {_first_line(exc)}") from None
         except requests.exceptions.ConnectionError as exc:
+            reason = getattr(exc.args[0] if exc.args else None, "reason", None)
+            if isinstance(reason, ReadTimeoutError):
+                raise CocalcTimeoutError(
+                    f"no answer from {self.host} within the read timeout"
+                ) from None
             raise CocalcConnectionError(
                 f"could not talk to {self.host}: {_first_line(exc)}"
             ) from None

@@ -1,0 +1,70 @@
+# The README's two commands: `make demo` and `make test`. Nothing else needs installing by hand:
+# uv is bootstrapped into .tools/ when it is not on PATH, and every environment is built from
+# uv.lock with bytecode compiled at install time (imports stay fast under PYTHONDONTWRITEBYTECODE).
+#
+# Airflow 3.3 and Prefect >= 3.8 cannot share one environment, so each integration has its own:
+#   .venv          core + server (+ dev, peer client, fuzzing)
+#   .venv-airflow  core + server + apache-airflow
+#   .venv-prefect  core + server + prefect
+#   .venv-sage     core + server + passagemath (only for `make sage`, ~4.3 GB)
+
+PYTHON ?= python3
+UV_VERSION := 0.13.9
+UV := $(shell command -v uv 2>/dev/null || echo .tools/bin/uv)
+export UV_COMPILE_BYTECODE := 1
+export UV_PYTHON := $(PYTHON)
+SYNC := $(UV) sync --locked --quiet
+PYTEST_FLAGS ?= -q -p no:cacheprovider
+
+.PHONY: help env airflow-env prefect-env sage-env demo test test-core test-airflow test-prefect \
+        test-sage lint bench soak clean
+
+help:
+	@echo "make demo   run the example pipeline against the embedded local server"
+	@echo "make test   run the whole test suite (core, server, reliability, Airflow, Prefect)"
+	@echo "make lint   ruff + mypy;  make bench   benchmarks -> bench/results.md"
+
+.tools/bin/uv:
+	$(PYTHON) -m venv .tools
+	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
+
+env: $(UV)
+	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --group dev --group peer --group fuzz
+
+airflow-env: $(UV)
+	UV_PROJECT_ENVIRONMENT=.venv-airflow $(SYNC) --extra airflow --extra server --group dev
+
+prefect-env: $(UV)
+	UV_PROJECT_ENVIRONMENT=.venv-prefect $(SYNC) --extra prefect --extra server --group dev
+
+sage-env: $(UV)
+	UV_PROJECT_ENVIRONMENT=.venv-sage $(SYNC) --extra sage --extra server --group dev
+
+demo: env
+	.venv/bin/python example_dags/demo.py
+
+test: test-core test-airflow test-prefect
+
+test-core: env
+	.venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/reliability
+
+test-airflow: airflow-env
+	.venv-airflow/bin/pytest $(PYTEST_FLAGS) tests/airflow
+
+test-prefect: prefect-env
+	.venv-prefect/bin/pytest $(PYTEST_FLAGS) tests/prefect
+
+test-sage: sage-env
+	.venv-sage/bin/pytest $(PYTEST_FLAGS) -m sage tests/sage
+
+lint: env
+	.venv/bin/ruff check .
+	.venv/bin/ruff format --check .
+	.venv/bin/mypy
+
+bench: env
+	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --group dev --group peer --group fuzz --group bench
+	.venv/bin/python -m bench.run
+
+clean:
+	rm -rf .venv .venv-airflow .venv-prefect .venv-sage .tools .pytest_cache .mypy_cache .ruff_cache
