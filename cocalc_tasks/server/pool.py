@@ -11,71 +11,26 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
-import shutil
 import tempfile
 import uuid
-from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import zmq.asyncio
 from jupyter_client.manager import AsyncKernelManager
 
+from cocalc_tasks.server.kernel import WarmKernel
 from cocalc_tasks.server.kernelspecs import KernelCatalog
+from cocalc_tasks.server.outputs import OutputCollector, OutputLimits
+from cocalc_tasks.server.runner import run_cell
 
-__all__ = ["KernelPools", "KernelStartError", "WarmKernel"]
+__all__ = ["KernelPools", "KernelStartError"]
 
 log = logging.getLogger("cocalc_tasks.server.pool")
 
 
 class KernelStartError(RuntimeError):
     """A kernel could not be started."""
-
-
-@dataclass(eq=False)
-class WarmKernel:
-    """A started kernel with its channels open and its own scratch directory."""
-
-    spec_name: str
-    language: str
-    manager: AsyncKernelManager
-    client: Any
-    workdir: Path
-    disposed: bool = field(default=False)
-
-    async def exit_description(self) -> str | None:
-        """None while alive; else CoCalc-style "exited with code N" / "terminated by signal"."""
-        if await self.manager.is_alive():
-            return None
-        code = None
-        provisioner = self.manager.provisioner
-        if provisioner is not None:
-            code = await provisioner.poll()
-        if code is None:
-            return "Kernel last exited"
-        if code < 0:
-            try:
-                import signal
-
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = str(-code)
-            return f"Kernel last terminated by signal {name}"
-        return f"Kernel last exited with code {code}."
-
-    async def dispose(self) -> None:
-        if self.disposed:
-            return
-        self.disposed = True
-        try:
-            self.client.stop_channels()
-        except Exception:  # pragma: no cover - best effort on teardown
-            log.debug("stop_channels failed", exc_info=True)
-        try:
-            await self.manager.shutdown_kernel(now=True)
-        except Exception:
-            log.warning("kernel %s did not shut down cleanly", self.spec_name, exc_info=True)
-        shutil.rmtree(self.workdir, ignore_errors=True)
 
 
 class KernelPools:
@@ -120,7 +75,10 @@ class KernelPools:
         queue = self._ready[spec_name]
         while not queue.empty():
             kernel = queue.get_nowait()
-            self._refill(spec_name)
+            if queue.empty():
+                # Ran dry: refill now. Otherwise the refill waits for release(), so that a
+                # kernel start does not compete for the CPU with the call that is running.
+                self._refill(spec_name)
             if await kernel.manager.is_alive():
                 return kernel
             self.release(kernel)
@@ -129,8 +87,10 @@ class KernelPools:
         return kernel
 
     def release(self, kernel: WarmKernel) -> None:
-        """Shut a used kernel down in the background."""
+        """Shut a used kernel down in the background, and top its pool up."""
         self._spawn(self._dispose(kernel))
+        if kernel.spec_name in self._ready:
+            self._refill(kernel.spec_name)
 
     def sizes(self) -> dict[str, int]:
         return {name: queue.qsize() for name, queue in self._ready.items()}
@@ -203,6 +163,7 @@ class KernelPools:
                 kernel.client = manager.client()
                 kernel.client.start_channels()
                 await kernel.client.wait_for_ready(timeout=self._start_timeout)
+                await _warm_up(kernel, self._start_timeout)
             except Exception as exc:
                 if kernel.client is None:
                     kernel.client = _NullClient()
@@ -213,6 +174,19 @@ class KernelPools:
     async def _dispose(self, kernel: WarmKernel) -> None:
         await kernel.dispose()
         self._live.discard(kernel)
+
+
+# A throwaway cell per language: a fresh IPython kernel's first execution is about twice as
+# slow as later ones, so the pool pays that cost instead of the caller. It is not recorded
+# in the kernel's history, so the caller's first cell is still In[1].
+_WARM_UP = {"python": "None", "sage": "None", "bash": ":"}
+
+
+async def _warm_up(kernel: WarmKernel, timeout: float) -> None:
+    code = _WARM_UP.get(kernel.language.lower())
+    if code is not None:
+        for _ in range(2):
+            await run_cell(kernel, code, OutputCollector(OutputLimits(0, 0)), timeout, record=False)
 
 
 class _NullClient:

@@ -13,8 +13,8 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
+from cocalc_tasks.server.kernel import WarmKernel
 from cocalc_tasks.server.outputs import OutputCollector
-from cocalc_tasks.server.pool import WarmKernel
 
 __all__ = ["KernelDied", "chdir_code", "run_cell"]
 
@@ -55,10 +55,15 @@ async def run_cell(
     code: str,
     collector: OutputCollector,
     timeout: float,
+    *,
+    record: bool = True,
 ) -> CellOutcome:
-    """Execute one cell and collect its filtered outputs into ``collector``."""
+    """Execute one cell and collect its filtered outputs into ``collector``.
+
+    ``record=False`` keeps the cell out of the kernel's history and execution count.
+    """
     client = kernel.client
-    msg_id = client.execute(code, store_history=True, allow_stdin=False, stop_on_error=False)
+    msg_id = client.execute(code, store_history=record, allow_stdin=False, stop_on_error=False)
     deadline = time.monotonic() + timeout
     interrupts = 0
     timed_out = False
