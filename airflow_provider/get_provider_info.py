@@ -1,0 +1,62 @@
+"""Provider metadata read by Airflow through the ``apache_airflow_provider`` entry point."""
+
+from __future__ import annotations
+
+from typing import Any
+
+_CONNECTION_FIELDS: dict[str, Any] = {
+    "project_id": {
+        "label": "Project id",
+        "description": "Default CoCalc project (UUID); empty means the global sandbox pool.",
+        "schema": {"type": ["string", "null"]},
+    },
+    "verify": {
+        "label": "Verify TLS",
+        "description": "Verify the server's TLS certificate (true), or a CA bundle path.",
+        "schema": {"type": ["boolean", "string", "null"], "default": True},
+    },
+    "timeout": {
+        "label": "Read timeout (s)",
+        "description": "Seconds to wait for an answer; own-project calls may need 60-90 s.",
+        "schema": {"type": ["number", "null"], "default": 90},
+    },
+}
+
+
+def get_provider_info() -> dict[str, Any]:
+    return {
+        "package-name": "cocalc-tasks",
+        "name": "CoCalc",
+        "description": "Run code on CoCalc Jupyter kernels (Python, SageMath, R, bash, ...).",
+        "integrations": [
+            {
+                "integration-name": "CoCalc",
+                "external-doc-url": "https://cocalc.com",
+                "tags": ["software"],
+            }
+        ],
+        "hooks": [
+            {"integration-name": "CoCalc", "python-modules": ["airflow_provider.hooks.cocalc"]}
+        ],
+        "operators": [
+            {"integration-name": "CoCalc", "python-modules": ["airflow_provider.operators.cocalc"]}
+        ],
+        "connection-types": [
+            {
+                "connection-type": "cocalc",
+                "hook-class-name": "airflow_provider.hooks.cocalc.CocalcHook",
+                "hook-name": "CoCalc",
+                "ui-field-behaviour": {
+                    "hidden-fields": ["schema", "login", "port"],
+                    "relabeling": {"host": "API base URL", "password": "API key"},
+                    "placeholders": {
+                        "host": "https://cocalc.com",
+                        "password": "sk-...",
+                        "extra": '{"project_id": "...", "verify": true, "timeout": 90}',
+                    },
+                },
+                "conn-fields": _CONNECTION_FIELDS,
+            }
+        ],
+        "extra-links": ["airflow_provider.operators.cocalc.CocalcProjectLink"],
+    }

@@ -1,0 +1,158 @@
+"""CocalcHook: an Airflow ``cocalc`` connection turned into a :class:`CocalcClient`.
+
+Connection fields: ``host`` is the API base URL (default ``https://cocalc.com``), ``password``
+is the API key (masked by Airflow in logs and rendered templates), and ``extra`` may hold
+``project_id``, ``verify`` and ``timeout``.
+
+Example ``AIRFLOW_CONN_COCALC_DEFAULT`` (JSON form)::
+
+    {"conn_type": "cocalc", "host": "https://cocalc.com", "password": "sk-...",
+     "extra": {"project_id": "6e75dbf1-0342-4249-9dce-6b21648656e9"}}
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from functools import cached_property
+from typing import Any
+
+from airflow.sdk import BaseHook
+
+from cocalc_tasks import CocalcClient, CocalcError, ExecutionResult, KernelSpec
+from cocalc_tasks.config import DEFAULT_HOST, DEFAULT_TIMEOUT
+
+__all__ = ["CocalcHook"]
+
+
+def _truthy(value: Any) -> bool | str:
+    """``verify`` from extra: booleans, "true"/"false" strings, or a CA bundle path."""
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip()
+    if text.lower() in {"true", "1", "yes", "on", ""}:
+        return True
+    if text.lower() in {"false", "0", "no", "off"}:
+        return False
+    return text
+
+
+class CocalcHook(BaseHook):
+    """Interact with CoCalc's Jupyter API through an Airflow connection.
+
+    Args:
+        cocalc_conn_id: Id of a connection of type ``cocalc``.
+        **client_kwargs: Passed to :class:`CocalcClient` (e.g. ``retries``), overriding extra.
+    """
+
+    conn_name_attr = "cocalc_conn_id"
+    default_conn_name = "cocalc_default"
+    conn_type = "cocalc"
+    hook_name = "CoCalc"
+
+    def __init__(self, cocalc_conn_id: str = default_conn_name, **client_kwargs: Any) -> None:
+        super().__init__()
+        self.cocalc_conn_id = cocalc_conn_id
+        self._client_kwargs = client_kwargs
+
+    # -- connection -> client ----------------------------------------------------------------
+    @cached_property
+    def connection(self) -> Any:
+        return self.get_connection(self.cocalc_conn_id)
+
+    def _extra(self, name: str) -> Any:
+        extra = self.connection.extra_dejson or {}
+        return extra.get(name, extra.get(f"extra__cocalc__{name}"))
+
+    @property
+    def base_url(self) -> str:
+        conn = self.connection
+        host = (conn.host or "").strip()
+        if not host:
+            return DEFAULT_HOST
+        url = host if "://" in host else f"{conn.schema or 'https'}://{host}"
+        if conn.port:
+            url = f"{url.rstrip('/')}:{conn.port}"
+        return url.rstrip("/")
+
+    @property
+    def project_id(self) -> str | None:
+        value = self._extra("project_id")
+        return str(value) if value else None
+
+    @cached_property
+    def client(self) -> CocalcClient:
+        """One client per hook: headers set once, connections pooled."""
+        kwargs: dict[str, Any] = {}
+        verify = self._extra("verify")
+        if verify is not None:
+            kwargs["verify"] = _truthy(verify)
+        timeout = self._extra("timeout")
+        if timeout not in (None, ""):
+            kwargs["timeout"] = (DEFAULT_TIMEOUT[0], float(timeout))
+        kwargs.update(self._client_kwargs)
+        return CocalcClient(
+            api_key=self.connection.password or None,
+            host=self.base_url,
+            project_id=self.project_id,
+            **kwargs,
+        )
+
+    def get_conn(self) -> CocalcClient:
+        return self.client
+
+    # -- API -----------------------------------------------------------------------------------
+    def execute(
+        self,
+        input: str,
+        kernel: str,
+        *,
+        history: Sequence[str] | None = None,
+        project_id: str | None = None,
+        path: str | None = None,
+        no_cache: bool = False,
+        tag: str | None = None,
+    ) -> ExecutionResult:
+        """Run code; ``project_id`` defaults to the connection's."""
+        return self.client.execute(
+            input,
+            kernel,
+            history=history,
+            project_id=project_id,
+            path=path,
+            no_cache=no_cache,
+            tag=tag,
+        )
+
+    def list_kernels(self, project_id: str | None = None) -> list[KernelSpec]:
+        return self.client.kernels(project_id)
+
+    def test_connection(self) -> tuple[bool, str]:
+        """List kernels (of the connection's project, which also checks the key)."""
+        try:
+            kernels = self.client.kernels()
+        except CocalcError as exc:
+            return False, str(exc)
+        except Exception as exc:  # Airflow shows the message in the UI
+            return False, f"{type(exc).__name__}: {exc}"
+        where = f"project {self.project_id}" if self.project_id else "the global pool"
+        return True, f"Connected to {self.base_url}: {len(kernels)} kernels in {where}."
+
+    # -- connection form (Airflow 3.0/3.1; 3.2+ reads get_provider_info) ------------------------
+    @classmethod
+    def get_ui_field_behaviour(cls) -> dict[str, Any]:
+        return {
+            "hidden_fields": ["schema", "login", "port"],
+            "relabeling": {"host": "API base URL", "password": "API key"},
+            "placeholders": {"host": "https://cocalc.com", "password": "sk-..."},
+        }
+
+    @classmethod
+    def get_connection_form_widgets(cls) -> dict[str, Any]:
+        from flask_babel import lazy_gettext
+        from wtforms import BooleanField, IntegerField, StringField
+
+        return {
+            "project_id": StringField(lazy_gettext("Project id")),
+            "verify": BooleanField(lazy_gettext("Verify TLS"), default=True),
+            "timeout": IntegerField(lazy_gettext("Read timeout (s)"), default=90),
+        }

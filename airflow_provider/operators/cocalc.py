@@ -1,0 +1,219 @@
+"""CocalcExecuteOperator and CocalcListKernelsOperator.
+
+The operators are thin: the hook talks to CoCalc, and :mod:`cocalc_tasks.reporting` formats the
+log lines and the compact XCom value. A remote exception fails the task without Airflow retries
+(it would fail the same way again); transient errors (connection, timeout, quota, 5xx) raise
+normally so that ``retries`` apply.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, BaseOperatorLink
+from airflow.sdk.exceptions import AirflowFailException
+
+from airflow_provider.hooks.cocalc import CocalcHook
+from cocalc_tasks import CocalcError, CocalcExecutionError, ExecutionResult
+from cocalc_tasks.reporting import DEFAULT_MAX_CHARS, compact_dict, log_records
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+__all__ = ["CocalcExecuteOperator", "CocalcListKernelsOperator", "CocalcProjectLink"]
+
+PROJECT_URL_KEY = "cocalc_project_url"
+
+
+class CocalcProjectLink(BaseOperatorLink):
+    """A link to the CoCalc project the task ran in (when it had a ``project_id``)."""
+
+    name = "CoCalc project"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return str(XCom.get_value(key=PROJECT_URL_KEY, ti_key=ti_key) or "")
+
+
+def _fail(error: CocalcError) -> Exception:
+    """Airflow's view of an error: permanent ones skip the task's retries."""
+    if error.transient:
+        return error
+    message = error.full_message if isinstance(error, CocalcExecutionError) else str(error)
+    return AirflowFailException(message)
+
+
+class CocalcExecuteOperator(BaseOperator):
+    """Run code on a CoCalc Jupyter kernel; the outputs go to the task log and to XCom.
+
+    Args:
+        input: The code. Templated, so Jinja syntax in it is rendered; use ``code_file`` for
+            code that should be sent exactly as written.
+        code_file: Path to a file with the code (relative paths: the DAG's folder). The path
+            is templated; the file's content is sent as is, never rendered.
+        kernel: Kernel name, e.g. ``python3`` or ``sage-10.4``.
+        history: Earlier inputs replayed before ``input`` (their output is discarded).
+        project_id: Run in this project (default: the connection's, else the global pool).
+        path: Working directory relative to the project's home.
+        no_cache: Always compute, bypassing CoCalc's result cache.
+        tag: Free-form label for CoCalc's API log.
+        fail_on_error: Fail the task when the remote code raises (default). When False, the
+            result (with its ``error``) is returned instead.
+        save_images_to: A folder or object-storage URL (``s3://``, ``gs://``, ``file://``)
+            for the images; XCom then holds their paths, never image data.
+        max_xcom_chars: Cap per text field in the XCom value.
+        cocalc_conn_id: The ``cocalc`` connection.
+    """
+
+    template_fields: Sequence[str] = (
+        "input",
+        "kernel",
+        "history",
+        "project_id",
+        "path",
+        "tag",
+        "code_file",
+        "save_images_to",
+    )
+    template_fields_renderers = {"input": "py", "history": "json"}
+    ui_color = "#4474c4"
+    ui_fgcolor = "#fff"
+    operator_extra_links = (CocalcProjectLink(),)
+
+    def __init__(
+        self,
+        *,
+        kernel: str,
+        input: str | None = None,
+        code_file: str | None = None,
+        history: Sequence[str] | None = None,
+        project_id: str | None = None,
+        path: str | None = None,
+        no_cache: bool = False,
+        tag: str | None = None,
+        fail_on_error: bool = True,
+        save_images_to: str | None = None,
+        max_xcom_chars: int = DEFAULT_MAX_CHARS,
+        cocalc_conn_id: str = CocalcHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if (input is None) == (code_file is None):
+            raise ValueError("CocalcExecuteOperator needs exactly one of input= or code_file=")
+        self.input = input
+        self.code_file = code_file
+        self.kernel = kernel
+        self.history = history
+        self.project_id = project_id
+        self.path = path
+        self.no_cache = no_cache
+        self.tag = tag
+        self.fail_on_error = fail_on_error
+        self.save_images_to = save_images_to
+        self.max_xcom_chars = max_xcom_chars
+        self.cocalc_conn_id = cocalc_conn_id
+        self._hook: CocalcHook | None = None
+
+    @property
+    def hook(self) -> CocalcHook:
+        if self._hook is None:
+            self._hook = CocalcHook(self.cocalc_conn_id)
+        return self._hook
+
+    def _code(self) -> str:
+        if self.input is not None:
+            return self.input
+        path = Path(str(self.code_file))
+        if not path.is_absolute():
+            folder = getattr(getattr(self, "dag", None), "folder", None)
+            path = Path(folder or ".") / path
+        return path.read_text(encoding="utf-8")
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = self.hook
+        project_id = self.project_id or hook.project_id
+        try:
+            result = hook.execute(
+                self._code(),
+                self.kernel,
+                history=self.history,
+                project_id=project_id,
+                path=self.path,
+                no_cache=self.no_cache,
+                tag=self.tag,
+            )
+        except CocalcError as exc:
+            raise _fail(exc) from exc
+        self._log(result)
+        # Always pushed (empty without a project): the link is resolved at task end.
+        url = f"{hook.base_url}/projects/{project_id}" if project_id else ""
+        context["ti"].xcom_push(key=PROJECT_URL_KEY, value=url)
+        paths = self._save_images(result, context) if self.save_images_to else []
+        if not result.ok and self.fail_on_error:
+            raise _fail(CocalcExecutionError(result))
+        return compact_dict(result, max_chars=self.max_xcom_chars, image_paths=paths)
+
+    def _log(self, result: ExecutionResult) -> None:
+        source = "cache" if result.from_cache else "computed"
+        self.log.info(
+            "CoCalc kernel %s answered (%s) in %.2f s", self.kernel, source, result.elapsed or 0.0
+        )
+        for level, message in log_records(result, self.max_xcom_chars):
+            getattr(self.log, level)("%s", message)
+
+    def _save_images(self, result: ExecutionResult, context: Context) -> list[str]:
+        """Write images under ``save_images_to/<dag>/<run>/<task>[-<map>]/``."""
+        from airflow.sdk import ObjectStoragePath
+
+        ti = context["ti"]
+        suffix = f"-{ti.map_index}" if getattr(ti, "map_index", -1) not in (-1, None) else ""
+        base = (
+            ObjectStoragePath(str(self.save_images_to))
+            / ti.dag_id
+            / ti.run_id
+            / (f"{ti.task_id}{suffix}")
+        )
+        base.mkdir(parents=True, exist_ok=True)
+        paths = []
+        for number, image in enumerate(result.images):
+            target = base / f"output-{number}.{image.extension}"
+            with target.open("wb") as handle:
+                handle.write(image.content)
+            paths.append(str(target))
+        self.log.info("saved %d image(s) under %s", len(paths), base)
+        return paths
+
+    def on_kill(self) -> None:
+        """Abort the HTTP request in flight. CoCalc has no cancel endpoint: the remote cell
+        stops at the server's per-cell limit."""
+        if self._hook is not None:
+            self._hook.client.abort()
+
+
+class CocalcListKernelsOperator(BaseOperator):
+    """Push the available kernels to XCom: ``{"names": [...], "kernels": [spec, ...]}``."""
+
+    template_fields: Sequence[str] = ("project_id",)
+
+    def __init__(
+        self,
+        *,
+        project_id: str | None = None,
+        cocalc_conn_id: str = CocalcHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        self.project_id = project_id
+        self.cocalc_conn_id = cocalc_conn_id
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        hook = CocalcHook(self.cocalc_conn_id)
+        try:
+            kernels = hook.list_kernels(self.project_id)
+        except CocalcError as exc:
+            raise _fail(exc) from exc
+        self.log.info("kernels: %s", ", ".join(k.name for k in kernels))
+        return {"names": [k.name for k in kernels], "kernels": [k.to_dict() for k in kernels]}

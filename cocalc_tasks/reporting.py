@@ -1,0 +1,161 @@
+"""Framework-agnostic presentation of results: log lines, compact summaries, markdown.
+
+The Airflow operator and the Prefect tasks both call these, so a result looks the same in a
+task log, an XCom, a flow-run log and an artifact.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import html
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from cocalc_tasks.models import ExecutionResult, item_kind, strip_ansi
+
+__all__ = ["DEFAULT_MAX_CHARS", "compact_dict", "log_records", "to_markdown"]
+
+#: Per-text-field cap in compact summaries: keeps an XCom or a Prefect result in the tens of KB.
+DEFAULT_MAX_CHARS = 20_000
+_IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml")
+
+
+def cut(text: str, max_chars: int) -> str:
+    """``text`` cut to ``max_chars`` with a marker saying how much was dropped."""
+    if len(text) <= max_chars:
+        return text
+    return text[:max_chars] + f"\n... [{len(text) - max_chars} more characters cut]"
+
+
+def log_records(
+    result: ExecutionResult, max_chars: int = DEFAULT_MAX_CHARS
+) -> Iterator[tuple[str, str]]:
+    """``(level, message)`` pairs describing the outputs, ANSI codes stripped, in order.
+
+    Levels are ``info`` for stdout and results, ``warning`` for stderr and truncation, and
+    ``error`` for the remote exception with its traceback.
+    """
+    for item in result.outputs:
+        kind = item_kind(item)
+        if kind == "stream":
+            text = item.get("text", "")
+            text = "".join(text) if isinstance(text, list) else str(text)
+            level = "warning" if item.get("name") == "stderr" or "output_type" in item else "info"
+            label = "stderr" if item.get("name") == "stderr" else "stdout"
+            yield level, f"[{label}] {cut(strip_ansi(text).rstrip(), max_chars)}"
+        elif kind == "data":
+            data = item["data"]
+            if "text/plain" in data:
+                yield "info", f"[result] {cut(strip_ansi(str(data['text/plain'])), max_chars)}"
+            others = sorted(set(data) - {"text/plain"})
+            if others:
+                yield "info", f"[display] {', '.join(others)}"
+    error = result.error
+    if error is not None:
+        yield "error", f"[error] {error}\n{cut(error.traceback, max_chars)}"
+
+
+def _compact_item(item: Mapping[str, Any], max_chars: int, image_refs: Sequence[str]) -> Any:
+    kind = item_kind(item)
+    if kind == "stream" and isinstance(item.get("text"), str):
+        return {**item, "text": cut(item["text"], max_chars)}
+    if kind == "data":
+        data = {}
+        for mime, value in item["data"].items():
+            if mime in _IMAGE_MIMES and isinstance(value, str):
+                data[mime] = (
+                    image_refs[0] if image_refs else f"<{mime}: {_size(value)} bytes omitted>"
+                )
+            elif isinstance(value, str):
+                data[mime] = cut(value, max_chars)
+            else:
+                data[mime] = value
+        return {**item, "data": data}
+    if kind == "error":
+        tb = item.get("traceback") or []
+        return {**item, "traceback": [cut(str(line), max_chars) for line in tb][:200]}
+    return dict(item)
+
+
+def _size(b64: str) -> int:
+    try:
+        return len(base64.b64decode(b64, validate=False))
+    except (binascii.Error, ValueError):
+        return len(b64)
+
+
+def compact_dict(
+    result: ExecutionResult,
+    *,
+    max_chars: int = DEFAULT_MAX_CHARS,
+    image_paths: Sequence[str] = (),
+) -> dict[str, Any]:
+    """``result.to_dict()`` kept small: long texts cut with a marker, images never inlined.
+
+    Image data is replaced by the matching entry of ``image_paths`` (in ``result.images``
+    order) when given, else by a ``<mime: N bytes omitted>`` note. ``ExecutionResult.from_dict``
+    still reads the result back.
+    """
+    summary = result.to_dict()
+    for key in ("stdout", "stderr", "text"):
+        summary[key] = cut(summary[key], max_chars)
+    if summary["error"]:
+        summary["error"]["traceback"] = cut(summary["error"]["traceback"], max_chars)
+    refs: dict[int, list[str]] = {}
+    for image, path in zip(result.images, image_paths, strict=False):
+        refs.setdefault(image.index, []).append(str(path))
+    summary["outputs"] = [
+        _compact_item(item, max_chars, refs.get(index, []))
+        for index, item in enumerate(result.outputs)
+    ]
+    summary["images"] = [str(p) for p in image_paths]
+    return summary
+
+
+def to_markdown(
+    result: ExecutionResult,
+    *,
+    title: str = "CoCalc execution",
+    max_chars: int = DEFAULT_MAX_CHARS,
+    max_image_bytes: int = 200_000,
+) -> str:
+    """A markdown report: outputs in order, the error, and small images as data URIs."""
+    status = "ok" if result.ok else f"failed: `{result.error}`"
+    lines = [
+        f"## {title}",
+        "",
+        f"kernel `{result.kernel}` · {status} · "
+        f"{'cache hit' if result.from_cache else 'computed'}"
+        + (f" · {result.elapsed:.2f} s" if result.elapsed is not None else ""),
+        "",
+    ]
+    for item in result.outputs:
+        kind = item_kind(item)
+        if kind == "stream":
+            text = item.get("text", "")
+            text = "".join(text) if isinstance(text, list) else str(text)
+            lines += [
+                f"**{item.get('name', 'stdout')}**",
+                "```",
+                cut(strip_ansi(text), max_chars).rstrip(),
+                "```",
+            ]
+        elif kind == "data":
+            data = item["data"]
+            image = next((m for m in _IMAGE_MIMES if m in data and m != "image/svg+xml"), None)
+            if image and len(data[image]) <= max_image_bytes:
+                lines.append(f"![output](data:{image};base64,{data[image]})")
+            elif image:
+                lines.append(f"*({image}, {_size(data[image])} bytes, not embedded)*")
+            elif "text/plain" in data:
+                lines += ["```", cut(strip_ansi(str(data["text/plain"])), max_chars), "```"]
+        elif kind == "error":
+            tb = strip_ansi("\n".join(str(x) for x in item.get("traceback") or []))
+            lines += [
+                f"**error** `{html.escape(str(item.get('ename', '')))}`",
+                "```",
+                cut(tb, max_chars),
+                "```",
+            ]
+    return "\n".join(lines) + "\n"

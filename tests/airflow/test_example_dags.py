@@ -1,0 +1,106 @@
+"""Every example DAG under dag.test() against the local server with real kernels."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.conftest import SECRET_KEY
+
+# Pure-Python stand-in for Sage's factor(), replayed as history so the Sage DAG's logic runs on
+# python3 here; with the `sage` extra the same DAG runs on real Sage (tests/sage).
+FACTOR_SETUP = """
+class _Factorization(list):
+    def __repr__(self):
+        return " * ".join(f"{p}^{e}" if e > 1 else str(p) for p, e in self)
+def factor(n):
+    out, p = _Factorization(), 2
+    while p * p <= n:
+        e = 0
+        while n % p == 0:
+            n, e = n // p, e + 1
+        if e:
+            out.append((p, e))
+        p += 1
+    if n > 1:
+        out.append((n, 1))
+    return out
+"""
+
+
+def xcom(run: Any, task_id: str, key: str = "return_value") -> list[Any]:
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        rows = (
+            session.query(XComModel)
+            .filter_by(run_id=run.run_id, task_id=task_id, key=key)
+            .order_by(XComModel.map_index)
+            .all()
+        )
+        return [XComModel.deserialize_value(row) for row in rows]
+
+
+def states(run: Any) -> dict[str, str]:
+    return {
+        ti.task_id + (f"[{ti.map_index}]" if ti.map_index >= 0 else ""): ti.state
+        for ti in run.get_task_instances()
+    }
+
+
+@pytest.fixture
+def dags(airflow_db: Path, cocalc_conn: str) -> Any:
+    from example_dags import cocalc_mapped_snippets, cocalc_python_xcom, cocalc_sage
+
+    return cocalc_python_xcom.dag, cocalc_mapped_snippets.dag, cocalc_sage.dag
+
+
+def test_python_xcom_dag(dags: Any) -> None:
+    run = dags[0].test()
+    assert run.state == "success", states(run)
+    assert states(run) == {"compute_stats": "success", "check_stats": "success"}
+    (stats,) = xcom(run, "check_stats")
+    assert stats["mean"] == 3.25 and abs(stats["stdev"] - 1.3919410907) < 1e-9
+    (raw,) = xcom(run, "compute_stats")
+    assert raw["kernel"] == "python3" and json.loads(raw["stdout"]) == stats
+
+
+def test_mapped_dag(dags: Any) -> None:
+    run = dags[1].test()
+    assert run.state == "success", states(run)
+    mapped = xcom(run, "run_snippet")
+    assert [int(r["text"]) for r in mapped] == [
+        sum(k * k for k in range(n)) for n in (10, 100, 1000)
+    ]
+    (total,) = xcom(run, "aggregate")
+    assert total["total"] == sum(int(r["text"]) for r in mapped)
+
+
+def test_sage_dag_with_python3_kernel(dags: Any) -> None:
+    run = dags[2].test(run_conf={"kernel": "python3", "n": 2023, "setup": [FACTOR_SETUP]})
+    assert run.state == "success", states(run)
+    assert xcom(run, "check") == ["7 * 17^2"]
+
+
+def test_sage_dag_fails_cleanly_on_a_missing_kernel(dags: Any) -> None:
+    run = dags[2].test(run_conf={"kernel": "sage-10.4"})  # no Sage alias on this server
+    assert states(run)["factor"] == "failed"
+
+
+def test_no_key_in_xcom_or_task_logs(airflow_db: Path, dags: Any) -> None:
+    dags[0].test()
+    from airflow.models.xcom import XComModel
+    from airflow.utils.session import create_session
+
+    with create_session() as session:
+        values = [
+            json.dumps(XComModel.deserialize_value(r), default=str)
+            for r in session.query(XComModel).all()
+        ]
+    assert values and not any(SECRET_KEY in v for v in values)
+    logs = [p.read_text(errors="replace") for p in (airflow_db / "logs").rglob("*") if p.is_file()]
+    assert not any(SECRET_KEY in text for text in logs)

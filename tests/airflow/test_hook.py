@@ -1,0 +1,129 @@
+"""CocalcHook: connections from environment variables (JSON and URI), extras, test_connection."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+import requests_mock
+
+from airflow_provider.hooks.cocalc import CocalcHook
+from tests.conftest import SECRET_KEY, load_fixture
+
+PID = "6e75dbf1-0342-4249-9dce-6b21648656e9"
+
+
+def set_conn(
+    monkeypatch: pytest.MonkeyPatch, value: object, conn_id: str = "cocalc_default"
+) -> None:
+    text = value if isinstance(value, str) else json.dumps(value)
+    monkeypatch.setenv(f"AIRFLOW_CONN_{conn_id.upper()}", text)
+
+
+@pytest.mark.parametrize(
+    ("conn", "url"),
+    [
+        (
+            {"conn_type": "cocalc", "host": "https://cocalc.example/", "password": "k"},
+            "https://cocalc.example",
+        ),
+        (
+            {"conn_type": "cocalc", "host": "cocalc.example", "password": "k"},
+            "https://cocalc.example",
+        ),
+        (
+            {"conn_type": "cocalc", "host": "127.0.0.1", "port": 8765, "schema": "http"},
+            "http://127.0.0.1:8765",
+        ),
+        ({"conn_type": "cocalc"}, "https://cocalc.com"),
+        ("cocalc://:sk-uri-key@127.0.0.1:8765/?project_id=" + PID, "https://127.0.0.1:8765"),
+        ("cocalc://:sk-uri-key@http%3A%2F%2F127.0.0.1%3A8765/", "http://127.0.0.1:8765"),
+    ],
+)
+def test_base_url_from_json_and_uri_connections(
+    monkeypatch: pytest.MonkeyPatch, conn: object, url: str
+) -> None:
+    set_conn(monkeypatch, conn)
+    assert CocalcHook().base_url == url
+
+
+def test_extras_plain_and_prefixed(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        {
+            "conn_type": "cocalc",
+            "host": "http://h",
+            "password": SECRET_KEY,
+            "extra": {"project_id": PID, "verify": "false", "timeout": 12},
+        },
+    )
+    hook = CocalcHook()
+    assert hook.project_id == PID
+    assert hook.client.verify is False and hook.client.timeout == (10.0, 12.0)
+    assert hook.client.project_id == PID and hook.client.has_api_key
+    assert hook.get_conn() is hook.client  # one client per hook
+    set_conn(
+        monkeypatch,
+        {"conn_type": "cocalc", "host": "http://h", "extra": {"extra__cocalc__project_id": PID}},
+        "other",
+    )
+    assert CocalcHook("other").project_id == PID
+
+
+def test_verify_defaults_on(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, {"conn_type": "cocalc", "host": "https://h"})
+    assert CocalcHook().client.verify is True
+
+
+def test_execute_and_kernels_send_the_key(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        {
+            "conn_type": "cocalc",
+            "host": "http://h",
+            "password": SECRET_KEY,
+            "extra": {"project_id": PID},
+        },
+    )
+    hook = CocalcHook()
+    with requests_mock.Mocker() as m:
+        m.post("http://h/api/v2/jupyter/execute", json=load_fixture("execute_stdout_fresh.json"))
+        m.post("http://h/api/v2/jupyter/kernels", json=load_fixture("kernels_success.json"))
+        assert hook.execute("print('hello world')", "python3").stdout == "hello world\n"
+        assert m.last_request.json()["project_id"] == PID
+        assert m.last_request.headers["Authorization"].startswith("Basic ")
+        assert [k.name for k in hook.list_kernels()][:2] == ["bash", "python3"]
+
+
+def test_test_connection(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(
+        monkeypatch,
+        {
+            "conn_type": "cocalc",
+            "host": "http://h",
+            "password": "sk-wrong1",
+            "extra": {"project_id": PID},
+        },
+    )
+    with requests_mock.Mocker() as m:
+        m.post("http://h/api/v2/jupyter/kernels", json=load_fixture("kernels_success.json"))
+        ok, message = CocalcHook().test_connection()
+        assert ok and "3 kernels in project" in message
+        m.post(
+            "http://h/api/v2/jupyter/kernels", json=load_fixture("error_not_signed_in_project.json")
+        )
+        ok, message = CocalcHook().test_connection()
+    assert not ok and "account_id must be specified" in message
+    assert "sk-wrong1" not in message
+
+
+def test_test_connection_against_the_local_server(cocalc_conn: str) -> None:
+    ok, message = CocalcHook().test_connection()
+    assert ok and cocalc_conn in message
+
+
+def test_missing_connection_is_airflows_not_found() -> None:
+    from airflow.sdk.exceptions import AirflowNotFoundException
+
+    with pytest.raises(AirflowNotFoundException):
+        CocalcHook("no_such_conn").client  # noqa: B018
