@@ -1,0 +1,23 @@
+"""Prefect integration for CoCalc: the ``CocalcCredentials`` block and tasks.
+
+Install with ``pip install "cocalc-tasks[prefect]"``. The block is registered through the
+``prefect.collections`` entry point, or with ``prefect block register -m prefect_tasks``.
+"""
+
+from prefect_tasks.credentials import CocalcCredentials
+from prefect_tasks.tasks import (
+    COCALC_CONTENT_HASH,
+    aexecute_code,
+    execute_code,
+    list_kernels,
+    retry_on_transient,
+)
+
+__all__ = [
+    "COCALC_CONTENT_HASH",
+    "CocalcCredentials",
+    "aexecute_code",
+    "execute_code",
+    "list_kernels",
+    "retry_on_transient",
+]

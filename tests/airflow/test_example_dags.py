@@ -9,26 +9,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import SECRET_KEY
-
-# Pure-Python stand-in for Sage's factor(), replayed as history so the Sage DAG's logic runs on
-# python3 here; with the `sage` extra the same DAG runs on real Sage (tests/sage).
-FACTOR_SETUP = """
-class _Factorization(list):
-    def __repr__(self):
-        return " * ".join(f"{p}^{e}" if e > 1 else str(p) for p, e in self)
-def factor(n):
-    out, p = _Factorization(), 2
-    while p * p <= n:
-        e = 0
-        while n % p == 0:
-            n, e = n // p, e + 1
-        if e:
-            out.append((p, e))
-        p += 1
-    if n > 1:
-        out.append((n, 1))
-    return out
-"""
+from tests.support.sage_stub import FACTOR_SETUP
 
 
 def xcom(run: Any, task_id: str, key: str = "return_value") -> list[Any]:
@@ -104,3 +85,18 @@ def test_no_key_in_xcom_or_task_logs(airflow_db: Path, dags: Any) -> None:
     assert values and not any(SECRET_KEY in v for v in values)
     logs = [p.read_text(errors="replace") for p in (airflow_db / "logs").rglob("*") if p.is_file()]
     assert not any(SECRET_KEY in text for text in logs)
+
+
+def test_sage_dag_on_real_sage(airflow_db: Path) -> None:
+    from example_dags.airflow_local import configure
+    from tests.support.sage_server import sage_server
+
+    with sage_server() as url:
+        configure(airflow_db, url, SECRET_KEY, log_level="INFO")
+        from example_dags import cocalc_sage
+
+        run = cocalc_sage.dag.test()  # the DAG's defaults: kernel sage-10.4, n 2023
+    assert run.state == "success", states(run)
+    assert xcom(run, "check") == ["7 * 17^2"]
+    (raw,) = xcom(run, "factor")
+    assert raw["kernel"] == "sage-10.4" and raw["outputs"] == [{"data": {"text/plain": "7 * 17^2"}}]

@@ -1,0 +1,87 @@
+"""Example Prefect flows that run code on CoCalc.
+
+Each flow takes ``credentials_block``: the name of a saved ``CocalcCredentials`` block. Without
+it, credentials come from ``COCALC_HOST`` / ``COCALC_API_KEY`` (handy against a local server).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+from prefect import flow, task, unmapped
+
+from prefect_tasks import CocalcCredentials, execute_code
+
+PRIMES_CODE = """
+import json
+primes = [n for n in range(2, 60) if all(n % d for d in range(2, int(n ** 0.5) + 1))]
+print(json.dumps(primes))
+"""
+
+
+def load_credentials(credentials_block: str | None) -> CocalcCredentials:
+    if credentials_block:
+        block: CocalcCredentials = CocalcCredentials.load(credentials_block)  # type: ignore[assignment]
+        return block
+    key = os.environ.get("COCALC_API_KEY")
+    return CocalcCredentials(
+        api_key=key or None, host=os.environ.get("COCALC_HOST", "https://cocalc.com")
+    )
+
+
+@task
+def summarize(primes: list[int]) -> dict[str, int]:
+    return {"count": len(primes), "largest": max(primes)}
+
+
+@flow(name="cocalc-compute-and-pass")
+def compute_and_pass(credentials_block: str | None = None) -> dict[str, Any]:
+    """Compute on CoCalc, summarise locally, then check the summary on CoCalc again."""
+    credentials = load_credentials(credentials_block)
+    primes = json.loads(execute_code(credentials, PRIMES_CODE, kernel="python3").stdout)
+    summary = summarize(primes)
+    check = execute_code(
+        credentials,
+        f"print(sum(primes) % {summary['largest']})",
+        kernel="python3",
+        history=[PRIMES_CODE],
+        artifact_key="cocalc-prime-check",
+    )
+    return {**summary, "checked": int(check.stdout)}
+
+
+@task
+def aggregate(values: list[int]) -> int:
+    return sum(values)
+
+
+@flow(name="cocalc-map-snippets")
+def map_snippets(
+    credentials_block: str | None = None, sizes: tuple[int, ...] = (10, 100, 1000)
+) -> int:
+    """Fan several snippets out in parallel with ``.map`` and add up their results."""
+    credentials = load_credentials(credentials_block)
+    snippets = [f"sum(k * k for k in range({n}))" for n in sizes]
+    futures = execute_code.map(unmapped(credentials), snippets, kernel=unmapped("python3"))
+    return aggregate([int(f.result().text) for f in futures])
+
+
+@flow(name="cocalc-sage-factor")
+def sage_factor(
+    credentials_block: str | None = None,
+    kernel: str = "sage-10.4",
+    n: int = 2023,
+    setup: list[str] | None = None,
+) -> str:
+    """A SageMath step written for cocalc.com: ``factor(n)``, with an artifact of the output."""
+    credentials = load_credentials(credentials_block)
+    result = execute_code(
+        credentials,
+        f"factor({n})",
+        kernel=kernel,
+        history=setup or None,
+        artifact_key="cocalc-sage-factor",
+    )
+    return result.text

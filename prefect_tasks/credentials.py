@@ -1,0 +1,55 @@
+"""CocalcCredentials: a Prefect block that stores the CoCalc API key and builds clients."""
+
+from __future__ import annotations
+
+from prefect.blocks.abstract import CredentialsBlock
+from pydantic import Field, SecretStr
+
+from cocalc_tasks import CocalcClient
+from cocalc_tasks.config import DEFAULT_HOST, DEFAULT_TIMEOUT
+
+__all__ = ["CocalcCredentials"]
+
+
+class CocalcCredentials(CredentialsBlock):
+    """Credentials for CoCalc's Jupyter API (cocalc.com or a compatible server).
+
+    Example:
+        Load saved credentials and run code:
+        ```python
+        from prefect_tasks import CocalcCredentials
+        credentials = CocalcCredentials.load("BLOCK_NAME")
+        with credentials.get_client() as client:
+            print(client.execute("factor(2023)", kernel="sage-10.4").text)
+        ```
+    """
+
+    _block_type_name = "CoCalc Credentials"
+    _block_type_slug = "cocalc-credentials"  # the server-side key: never rename
+    _documentation_url = "https://github.com/cocalc-tasks/cocalc-tasks#prefect"
+    _logo_url = None
+
+    api_key: SecretStr | None = Field(
+        default=None,
+        description="CoCalc API key, sent as the HTTP Basic username. "
+        "Optional for the anonymous global pool.",
+    )
+    host: str = Field(default=DEFAULT_HOST, description="Base URL of the CoCalc server.")
+    project_id: str | None = Field(
+        default=None, description="Default project (UUID) to run in; the global pool if empty."
+    )
+    verify: bool = Field(default=True, description="Verify the server's TLS certificate.")
+    timeout: float = Field(
+        default=DEFAULT_TIMEOUT[1],
+        description="Seconds to wait for an answer; own-project calls may need 60-90 s.",
+    )
+
+    def get_client(self) -> CocalcClient:
+        """A new :class:`CocalcClient`; close it (or use ``with``) when done."""
+        return CocalcClient(
+            api_key=self.api_key.get_secret_value() if self.api_key else None,
+            host=self.host,
+            project_id=self.project_id,
+            verify=self.verify,
+            timeout=(DEFAULT_TIMEOUT[0], self.timeout),
+        )

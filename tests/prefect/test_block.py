@@ -1,0 +1,54 @@
+"""CocalcCredentials: secret handling, client building, registration, Prefect's block standards."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+
+import pytest
+from prefect.testing.standard_test_suites import BlockStandardTestSuite
+
+from cocalc_tasks import CocalcClient
+from prefect_tasks import CocalcCredentials
+from tests.conftest import SECRET_KEY
+
+
+class TestBlockStandards(BlockStandardTestSuite):
+    @pytest.fixture
+    def block(self) -> type[CocalcCredentials]:
+        return CocalcCredentials
+
+
+def test_fields_slug_and_descriptions() -> None:
+    assert CocalcCredentials.get_block_type_slug() == "cocalc-credentials"
+    fields = CocalcCredentials.model_fields
+    assert set(fields) >= {"api_key", "host", "project_id", "verify", "timeout"}
+    assert all(f.description for f in fields.values())
+
+
+def test_secret_is_masked_and_client_is_built() -> None:
+    block = CocalcCredentials(api_key=SECRET_KEY, host="http://127.0.0.1:9", timeout=12)
+    assert SECRET_KEY not in repr(block) and SECRET_KEY not in str(block.model_dump())
+    client = block.get_client()
+    assert isinstance(client, CocalcClient)
+    assert client.has_api_key and client.host == "http://127.0.0.1:9"
+    assert client.timeout == (10.0, 12.0) and client.verify is True
+    assert SECRET_KEY not in repr(client)
+
+
+def test_save_and_load_round_trip() -> None:
+    CocalcCredentials(api_key=SECRET_KEY, host="http://h.example").save("roundtrip", overwrite=True)
+    loaded = CocalcCredentials.load("roundtrip")
+    assert loaded.api_key is not None and loaded.api_key.get_secret_value() == SECRET_KEY
+    assert loaded.host == "http://h.example"
+
+
+def test_block_register_cli() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "prefect", "block", "register", "-m", "prefect_tasks"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "Successfully registered 1 block" in done.stdout

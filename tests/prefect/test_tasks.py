@@ -1,0 +1,148 @@
+"""The tasks against the local server with real kernels: results, logs, retries, map, async."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+
+import pytest
+from prefect import flow, unmapped
+from prefect.context import get_run_context
+
+from cocalc_tasks import CocalcExecutionError, ExecutionResult
+from prefect_tasks import (
+    COCALC_CONTENT_HASH,
+    CocalcCredentials,
+    aexecute_code,
+    execute_code,
+    list_kernels,
+)
+from tests.conftest import SECRET_KEY
+from tests.prefect.helpers import artifacts, run_logs
+from tests.support.flaky_server import Reply, flaky_server
+
+QUOTA = json.dumps(
+    {
+        "error": "There is too much overall usage of code evaluation right now.  "
+        "Please try again later or do this computation in a project."
+    }
+)
+OK = json.dumps({"output": [{"name": "stdout", "text": "5\n"}], "created": None})
+
+
+def test_result_logs_and_artifact(credentials: CocalcCredentials) -> None:
+    @flow
+    def f() -> tuple[ExecutionResult, str]:
+        result = execute_code(
+            credentials,
+            "import sys\nprint('\\x1b[1mout\\x1b[0m')\nprint('warn', file=sys.stderr)\n6*7",
+            kernel="python3",
+            artifact_key="cocalc-test-result",
+            no_cache=True,
+        )
+        return result, str(get_run_context().flow_run.id)
+
+    result, run_id = f()
+    assert isinstance(result, ExecutionResult) and result.text == "42"
+    logs = run_logs(run_id)
+    assert "[stdout] out" in logs and "[stderr] warn" in logs and "[result] 42" in logs
+    assert not any("\x1b[" in line for line in logs)
+    (artifact,) = artifacts("cocalc-test-result")[:1]
+    assert "42" in artifact.data and "warn" in artifact.data
+
+
+def test_remote_exception_fails_once_with_traceback(credentials: CocalcCredentials) -> None:
+    @flow
+    def f() -> None:
+        execute_code(
+            credentials,
+            "def g():\n    raise KeyError('missing')\ng()",
+            kernel="python3",
+            no_cache=True,
+        )
+
+    state = f(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(CocalcExecutionError) as info:
+        state.result()
+    assert info.value.ename == "KeyError" and "raise KeyError" in info.value.traceback
+
+
+def test_fail_on_error_false_and_as_dict(credentials: CocalcCredentials) -> None:
+    @flow
+    def f() -> dict[str, object]:
+        return execute_code(credentials, "1/0", kernel="python3", fail_on_error=False, as_dict=True)  # type: ignore[return-value]
+
+    value = f()
+    assert value["ok"] is False and SECRET_KEY not in json.dumps(value)
+
+
+def test_only_transient_errors_are_retried() -> None:
+    with flaky_server(Reply(body=QUOTA.encode()), Reply(body=OK.encode())) as (url, script):
+        creds = CocalcCredentials(host=url)
+
+        @flow
+        def f() -> str:
+            return execute_code.with_options(retry_delay_seconds=0)(
+                creds, "print(5)", kernel="python3"
+            ).stdout
+
+        assert f() == "5\n"
+        assert len(script.requests) == 2
+    remote_error = json.dumps({"output": [{"ename": "E", "evalue": "x", "traceback": []}]})
+    with flaky_server(Reply(body=remote_error.encode())) as (url, script):
+        creds = CocalcCredentials(host=url)
+
+        @flow
+        def g() -> None:
+            execute_code.with_options(retry_delay_seconds=0)(creds, "x", kernel="python3")
+
+        assert g(return_state=True).is_failed()
+        assert len(script.requests) == 1
+
+
+def test_map_and_submit(credentials: CocalcCredentials) -> None:
+    @flow
+    def f() -> list[str]:
+        futures = execute_code.map(
+            unmapped(credentials), [f"{i}**2" for i in range(4)], kernel=unmapped("python3")
+        )
+        single = execute_code.submit(credentials, "print('s')", kernel="python3")
+        return [fut.result().text for fut in futures] + [single.result().stdout]
+
+    assert f() == ["0", "1", "4", "9", "s\n"]
+
+
+def test_async_task(credentials: CocalcCredentials) -> None:
+    @flow
+    async def f() -> list[str]:
+        results = await asyncio.gather(
+            *(aexecute_code(credentials, f"{i}+1", kernel="python3") for i in range(3))
+        )
+        return [r.text for r in results]
+
+    assert asyncio.run(f()) == ["1", "2", "3"]
+
+
+def test_list_kernels(credentials: CocalcCredentials) -> None:
+    @flow
+    def f() -> list[str]:
+        return list_kernels(credentials)
+
+    assert {"python3", "bash"} <= set(f())
+
+
+def test_opt_in_content_hash_cache(credentials: CocalcCredentials) -> None:
+    cached = execute_code.with_options(cache_policy=COCALC_CONTENT_HASH, persist_result=True)
+    code = "import uuid; print(uuid.uuid4())"
+
+    @flow
+    def f() -> list[str]:
+        first = cached(credentials, code, kernel="python3", no_cache=True)
+        second = cached(credentials, code, kernel="python3", no_cache=True)
+        third = execute_code(credentials, code, kernel="python3", no_cache=True)
+        return [first.stdout, second.stdout, third.stdout]
+
+    first, second, third = f()
+    assert first == second, "the second call must come from Prefect's cache"
+    assert third != first, "the default policy (NO_CACHE) computes again"

@@ -1,0 +1,34 @@
+"""A local server running from the Sage environment (.venv-sage), for the Sage examples.
+
+``make test`` sets COCALC_REQUIRE_SAGE=1: a missing Sage environment then fails instead of
+skipping, so the flagship workload is never silently untested.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from cocalc_tasks.server.process import LocalServer
+from tests.conftest import ROOT, SECRET_KEY
+
+SAGE_PYTHON = Path(os.environ.get("COCALC_SAGE_PYTHON", ROOT / ".venv-sage/bin/python"))
+ALIASES = ["--kernel-alias", "sage-9.8=sagemath", "--kernel-alias", "sage-10.4=sagemath"]
+
+
+@contextmanager
+def sage_server() -> Iterator[str]:
+    if not SAGE_PYTHON.exists():
+        message = f"no Sage environment at {SAGE_PYTHON} (make sage-env)"
+        if os.environ.get("COCALC_REQUIRE_SAGE") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    with LocalServer(
+        python=str(SAGE_PYTHON), api_keys=[SECRET_KEY], args=["--kernels", "sage-10.4", *ALIASES]
+    ) as server:
+        server.wait_for_pool("sagemath", 1, timeout=180)
+        yield server.url
