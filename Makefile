@@ -68,5 +68,8 @@ bench: env
 	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --group dev --group peer --group fuzz --group bench
 	.venv/bin/python -m bench.run
 
+soak: env
+	COCALC_SOAK_CALLS=1000 .venv/bin/pytest $(PYTEST_FLAGS) -s tests/reliability/test_soak.py
+
 clean:
 	rm -rf .venv .venv-airflow .venv-prefect .venv-sage .tools .pytest_cache .mypy_cache .ruff_cache

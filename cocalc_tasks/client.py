@@ -237,16 +237,21 @@ class CocalcClient:
             raise CocalcConnectionError(
                 f"could not talk to {self.host}: {_first_line(exc)}"
             ) from None
+        except (
+            requests.exceptions.ChunkedEncodingError,
+            requests.exceptions.ContentDecodingError,
+        ) as exc:
+            raise CocalcConnectionError(
+                f"the answer from {self.host} was cut off (the code may have run): "
+                f"{_first_line(exc)}"
+            ) from None
         except requests.exceptions.RequestException as exc:
             raise CocalcError(f"request to {url} failed: {_first_line(exc)}") from None
         return self._decode(response)
 
     def _decode(self, response: requests.Response) -> Any:
         """Apply CoCalc's rule: an ``error`` key means failure, whatever the status."""
-        try:
-            text = response.text
-        except requests.exceptions.RequestException as exc:
-            raise CocalcConnectionError(f"the answer was cut off: {_first_line(exc)}") from None
+        text = response.text
         try:
             body = response.json()
         except ValueError:

@@ -29,6 +29,8 @@ __all__ = ["create_app"]
 log = logging.getLogger("cocalc_tasks.server")
 
 HUB_AUTH_ERROR = "must be signed in and MUST provide an api key (cookies are not allowed)"
+#: CoCalc routes any method; only a POST body carries parameters.
+ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
 _EXECUTE_SCHEMA: dict[str, Any] = {
     "type": "object",
@@ -146,7 +148,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return JSONResponse(result)
 
     @app.api_route(
-        "/api/v2/jupyter/kernels", methods=["GET", "POST"], openapi_extra=_body_doc(_KERNELS_SCHEMA)
+        "/api/v2/jupyter/kernels", methods=ANY_METHOD, openapi_extra=_body_doc(_KERNELS_SCHEMA)
     )
     async def kernels(request: Request) -> JSONResponse:
         async def action(params: dict[str, Any], identity: Any) -> dict[str, Any]:
@@ -155,7 +157,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         return await handle(request, action)
 
     @app.api_route(
-        "/api/v2/jupyter/execute", methods=["GET", "POST"], openapi_extra=_body_doc(_EXECUTE_SCHEMA)
+        "/api/v2/jupyter/execute", methods=ANY_METHOD, openapi_extra=_body_doc(_EXECUTE_SCHEMA)
     )
     async def execute(request: Request) -> JSONResponse:
         async def action(params: dict[str, Any], identity: Any) -> dict[str, Any]:

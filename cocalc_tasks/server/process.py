@@ -35,6 +35,7 @@ class LocalServer:
         env: Mapping[str, str] | None = None,
         python: str | None = None,
         start_timeout: float = 60.0,
+        log_file: str | Path | None = None,
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
@@ -47,6 +48,8 @@ class LocalServer:
         self.env = dict(env or {})
         self.python = python or sys.executable
         self.start_timeout = start_timeout
+        #: Where the server's stderr (its log) goes; inherited when None.
+        self.log_file = Path(log_file) if log_file is not None else None
         self.url = ""
         self.process: subprocess.Popen[str] | None = None
 
@@ -74,9 +77,14 @@ class LocalServer:
             env["COCALC_SERVER_PROJECT_KEYS"] = ",".join(
                 f"{k}={v}" for k, v in self.project_keys.items()
             )
-        self.process = subprocess.Popen(
-            self.command(), stdout=subprocess.PIPE, stderr=None, text=True, env=env
-        )
+        stderr = self.log_file.open("ab") if self.log_file is not None else None
+        try:
+            self.process = subprocess.Popen(
+                self.command(), stdout=subprocess.PIPE, stderr=stderr, text=True, env=env
+            )
+        finally:
+            if stderr is not None:
+                stderr.close()
         assert self.process.stdout is not None
         line = self.process.stdout.readline()
         if "http://" not in line:

@@ -139,6 +139,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     a("--cell-timeout", type=float, help="per-cell seconds in the global pool (default 15)")
     a("--project-cell-timeout", type=float, help="per-cell seconds in a project (default 30)")
     a("--max-concurrency", type=int, help="executions running at once (default 8)")
+    a("--kernel-start-timeout", type=float, help="seconds a kernel may take to start (default 60)")
     a("--config", type=Path, help="JSON file with any of these settings (keys as in the env)")
 
 
@@ -157,6 +158,7 @@ _ENV_FIELDS: dict[str, str] = {
     "cell_timeout": "CELL_TIMEOUT",
     "project_cell_timeout": "PROJECT_CELL_TIMEOUT",
     "max_concurrency": "MAX_CONCURRENCY",
+    "kernel_start_timeout": "KERNEL_START_TIMEOUT",
 }
 
 
@@ -175,7 +177,7 @@ def _from_text(name: str, raw: Any) -> Any:
         return raw if isinstance(raw, bool) else _bool(str(raw))
     if name in {"port", "pool_size", "max_concurrency"}:
         return int(raw)
-    if name in {"cell_timeout", "project_cell_timeout"}:
+    if name in {"cell_timeout", "project_cell_timeout", "kernel_start_timeout"}:
         return float(raw)
     return str(raw)
 
@@ -211,6 +213,7 @@ def settings_from_args(
             "cell_timeout": args.cell_timeout,
             "project_cell_timeout": args.project_cell_timeout,
             "max_concurrency": args.max_concurrency,
+            "kernel_start_timeout": args.kernel_start_timeout,
         }
         values.update({k: v for k, v in cli.items() if v is not None})
         if args.api_key:
@@ -237,6 +240,9 @@ def settings_from_args(
     for name in ("pool_size", "max_concurrency"):
         if getattr(settings, name) < (0 if name == "pool_size" else 1):
             raise SettingsError(f"{name} is out of range: {getattr(settings, name)}")
-    if settings.cell_timeout <= 0 or settings.project_cell_timeout <= 0:
-        raise SettingsError("cell timeouts must be positive")
+    if (
+        min(settings.cell_timeout, settings.project_cell_timeout, settings.kernel_start_timeout)
+        <= 0
+    ):
+        raise SettingsError("timeouts must be positive")
     return settings
