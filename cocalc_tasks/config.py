@@ -10,11 +10,13 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-__all__ = ["DEFAULT_HOST", "DEFAULT_TIMEOUT", "Settings", "resolve_settings"]
+__all__ = ["DEFAULT_HOST", "DEFAULT_MAX_CHARS", "DEFAULT_TIMEOUT", "Settings", "resolve_settings"]
 
 DEFAULT_HOST = "https://cocalc.com"
 #: (connect, read) seconds. Own-project calls may need 60-90 s (project start + kernel spawn).
 DEFAULT_TIMEOUT: tuple[float, float] = (10.0, 90.0)
+#: Per-text-field cap in compact summaries: keeps an XCom or a Prefect result in the tens of KB.
+DEFAULT_MAX_CHARS = 20_000
 
 
 @dataclass(frozen=True)

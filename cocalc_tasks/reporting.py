@@ -12,12 +12,11 @@ import html
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from cocalc_tasks.config import DEFAULT_MAX_CHARS
 from cocalc_tasks.models import ExecutionResult, item_kind, strip_ansi
 
 __all__ = ["DEFAULT_MAX_CHARS", "compact_dict", "log_records", "to_markdown"]
 
-#: Per-text-field cap in compact summaries: keeps an XCom or a Prefect result in the tens of KB.
-DEFAULT_MAX_CHARS = 20_000
 _IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml")
 
 

@@ -14,12 +14,16 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from functools import cached_property
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseHook
 
-from cocalc_tasks import CocalcClient, CocalcError, ExecutionResult, KernelSpec
 from cocalc_tasks.config import DEFAULT_HOST, DEFAULT_TIMEOUT
+from cocalc_tasks.errors import CocalcError
+
+if TYPE_CHECKING:  # the client (and requests) load on first use, not at DAG parsing
+    from cocalc_tasks.client import CocalcClient
+    from cocalc_tasks.models import ExecutionResult, KernelSpec
 
 __all__ = ["CocalcHook"]
 
@@ -82,6 +86,8 @@ class CocalcHook(BaseHook):
     @cached_property
     def client(self) -> CocalcClient:
         """One client per hook: headers set once, connections pooled."""
+        from cocalc_tasks.client import CocalcClient
+
         kwargs: dict[str, Any] = {}
         verify = self._extra("verify")
         if verify is not None:

@@ -16,11 +16,13 @@ from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider.hooks.cocalc import CocalcHook
-from cocalc_tasks import CocalcError, CocalcExecutionError, ExecutionResult
-from cocalc_tasks.reporting import DEFAULT_MAX_CHARS, compact_dict, log_records
+from cocalc_tasks.config import DEFAULT_MAX_CHARS
+from cocalc_tasks.errors import CocalcError, CocalcExecutionError
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
+
+    from cocalc_tasks.models import ExecutionResult
 
 __all__ = ["CocalcExecuteOperator", "CocalcListKernelsOperator", "CocalcProjectLink"]
 
@@ -154,9 +156,13 @@ class CocalcExecuteOperator(BaseOperator):
         paths = self._save_images(result, context) if self.save_images_to else []
         if not result.ok and self.fail_on_error:
             raise _fail(CocalcExecutionError(result))
+        from cocalc_tasks.reporting import compact_dict
+
         return compact_dict(result, max_chars=self.max_xcom_chars, image_paths=paths)
 
     def _log(self, result: ExecutionResult) -> None:
+        from cocalc_tasks.reporting import log_records
+
         source = "cache" if result.from_cache else "computed"
         self.log.info(
             "CoCalc kernel %s answered (%s) in %.2f s", self.kernel, source, result.elapsed or 0.0

@@ -176,17 +176,21 @@ class KernelPools:
         self._live.discard(kernel)
 
 
-# A throwaway cell per language: a fresh IPython kernel's first execution is about twice as
-# slow as later ones, so the pool pays that cost instead of the caller. It is not recorded
-# in the kernel's history, so the caller's first cell is still In[1].
-_WARM_UP = {"python": "None", "sage": "None", "bash": ":"}
+# Throwaway cells per language: a fresh IPython kernel's first execution is about twice as slow
+# as later ones (and formatting the first result is slower still), so the pool pays that cost
+# instead of the caller. They are not recorded: the caller's first cell is still In[1], and
+# nothing is bound in the user namespace.
+_IPYTHON_WARM_UP = ("None", "get_ipython().display_formatter.format(0); None")
+_WARM_UP: dict[str, tuple[str, ...]] = {
+    "python": _IPYTHON_WARM_UP,
+    "sage": _IPYTHON_WARM_UP,
+    "bash": (":",),
+}
 
 
 async def _warm_up(kernel: WarmKernel, timeout: float) -> None:
-    code = _WARM_UP.get(kernel.language.lower())
-    if code is not None:
-        for _ in range(2):
-            await run_cell(kernel, code, OutputCollector(OutputLimits(0, 0)), timeout, record=False)
+    for code in _WARM_UP.get(kernel.language.lower(), ()):
+        await run_cell(kernel, code, OutputCollector(OutputLimits(0, 0)), timeout, record=False)
 
 
 class _NullClient:

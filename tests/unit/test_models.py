@@ -130,3 +130,17 @@ def test_kernelspec_round_trip_keeps_optional_keys_optional() -> None:
     assert KernelSpec.from_dict(spec).to_dict() == spec
     with_meta = {**spec, "interrupt_mode": "signal", "metadata": {"debugger": True}}
     assert KernelSpec.from_dict(with_meta).to_dict() == with_meta
+
+
+def test_public_surface_is_complete_and_lazy() -> None:
+    import subprocess
+    import sys
+
+    import cocalc_tasks
+
+    assert sorted(cocalc_tasks.__all__) == sorted(cocalc_tasks._EXPORTS)
+    for name in cocalc_tasks.__all__:
+        assert getattr(cocalc_tasks, name) is not None
+    code = "import sys, cocalc_tasks; print('requests' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
