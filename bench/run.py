@@ -32,7 +32,7 @@ OUT = ROOT / "bench"
 KEY = "sk-bench-local-only"
 QUICK = os.environ.get("BENCH_QUICK") == "1"
 N_CLIENT = 100 if QUICK else 500
-N_WARM = 30 if QUICK else 100
+N_WARM = 30 if QUICK else 200
 N_PAPERMILL = 5 if QUICK else 15
 N_THROUGHPUT = 20 if QUICK else 60
 N_SOAK = 100 if QUICK else 1000

@@ -13,6 +13,15 @@ from prefect_tasks import CocalcCredentials
 from tests.conftest import SECRET_KEY
 
 
+def test_entry_point_registered_the_block_type_at_server_start() -> None:
+    """Runs first in the Prefect suite: nothing has saved or registered the block yet."""
+    from prefect.client.orchestration import get_client
+
+    with get_client(sync_client=True) as client:
+        block_type = client.read_block_type_by_slug("cocalc-credentials")
+    assert block_type.name == "CoCalc Credentials"
+
+
 class TestBlockStandards(BlockStandardTestSuite):
     @pytest.fixture
     def block(self) -> type[CocalcCredentials]:
