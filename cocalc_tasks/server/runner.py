@@ -72,7 +72,7 @@ async def run_cell(
         if remaining <= 0:
             timed_out = True
             if interrupts >= _INTERRUPTS:
-                await kernel.manager.shutdown_kernel(now=True)
+                await kernel.dispose()  # release() later finds it disposed
                 raise KernelDied(
                     "Kernel last terminated by signal SIGKILL "
                     f"(the cell ran past its {timeout:g} s limit and ignored interrupts)"
