@@ -182,10 +182,12 @@ def warm_latency(server: LocalServer) -> dict[str, Any]:
             ours.append(time.perf_counter() - started)
     raw = asyncio.run(_raw_round_trips(N_WARM))
     paper = papermill_runs(N_PAPERMILL)
+    paper_cli = papermill_cli_runs(max(3, N_PAPERMILL // 3))
     return {
         "server_call": ms(ours),
         "raw_jupyter_client": ms(raw),
         "papermill": ms(paper),
+        "papermill_cli": ms(paper_cli),
         "ratio_vs_raw_p50": pct(ours, 0.5) / pct(raw, 0.5),
         "papermill_over_server_p50": pct(paper, 0.5) / pct(ours, 0.5),
     }
@@ -251,6 +253,8 @@ def throughput_all(
     return {
         **rates,
         "papermill_sequential_per_s": papermill_rate,
+        "papermill_cli_sequential_per_s": 1 / papermill_cli_p50,
+        "ratio_4_clients_vs_papermill_cli": rates["4_clients_per_s"] * papermill_cli_p50,
         "kernel_spawn_capacity_4_starters_per_s": spawn,
         "ratio_4_clients_vs_papermill": rates["4_clients_per_s"] / papermill_rate,
         "ratio_4_clients_vs_spawn_capacity": rates["4_clients_per_s"] / spawn,
@@ -478,7 +482,9 @@ def main() -> int:
             (
                 "throughput",
                 lambda: throughput_all(
-                    server, results["warm_latency"]["papermill"]["p50_ms"] / 1000
+                    server,
+                    results["warm_latency"]["papermill"]["p50_ms"] / 1000,
+                    results["warm_latency"]["papermill_cli"]["p50_ms"] / 1000,
                 ),
             ),
             ("soak", lambda: soak(server)),
