@@ -110,20 +110,27 @@ async def _raw_round_trips(n: int) -> list[float]:
         return out[10:]
 
 
-def papermill_runs(n: int) -> list[float]:
+def one_cell_notebook(folder: Path) -> Path:
+    """The notebook papermill runs: one cell, ``2+3``, on python3."""
     import nbformat
+
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("2+3")]
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
+    source = folder / "in.ipynb"
+    nbformat.write(nb, source)
+    return source
+
+
+def papermill_runs(n: int) -> list[float]:
     import papermill
 
     with tempfile.TemporaryDirectory() as tmp:
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell("2+3")]
-        nb.metadata["kernelspec"] = {
-            "name": "python3",
-            "display_name": "Python 3",
-            "language": "python",
-        }
-        source = Path(tmp) / "in.ipynb"
-        nbformat.write(nb, source)
+        source = one_cell_notebook(Path(tmp))
         out = []
         for i in range(n):
             started = time.perf_counter()
@@ -139,19 +146,9 @@ def papermill_runs(n: int) -> list[float]:
 
 def papermill_cli_runs(n: int) -> list[float]:
     """The papermill command, as a scheduler's shell step would run it (interpreter start incl.)."""
-    import nbformat
-
     papermill_bin = Path(sys.executable).with_name("papermill")
     with tempfile.TemporaryDirectory() as tmp:
-        nb = nbformat.v4.new_notebook()
-        nb.cells = [nbformat.v4.new_code_cell("2+3")]
-        nb.metadata["kernelspec"] = {
-            "name": "python3",
-            "display_name": "Python 3",
-            "language": "python",
-        }
-        source = Path(tmp) / "in.ipynb"
-        nbformat.write(nb, source)
+        source = one_cell_notebook(Path(tmp))
         out = []
         for i in range(n):
             started = time.perf_counter()

@@ -42,7 +42,6 @@ class KernelPools:
         *,
         scratch_dir: Path,
         kernel_env: dict[str, str],
-        sizes: dict[str, int] | None = None,
         default_size: int = 2,
         size_for: Any = None,
         max_parallel_starts: int = 4,

@@ -10,7 +10,6 @@ from __future__ import annotations
 import json
 import logging
 import time
-from dataclasses import dataclass
 from typing import Any
 
 from cocalc_tasks.server.kernel import WarmKernel
@@ -27,12 +26,6 @@ _INTERRUPT_GAP = 1.0
 
 class KernelDied(RuntimeError):
     """The kernel died or had to be killed; the message is CoCalc's ``Kernel last ...`` text."""
-
-
-@dataclass
-class CellOutcome:
-    items: list[dict[str, Any]]
-    timed_out: bool
 
 
 def chdir_code(language: str, directory: str) -> str | None:
@@ -57,20 +50,19 @@ async def run_cell(
     timeout: float,
     *,
     record: bool = True,
-) -> CellOutcome:
-    """Execute one cell and collect its filtered outputs into ``collector``.
+) -> list[dict[str, Any]]:
+    """Execute one cell; return the filtered outputs collected into ``collector``.
 
+    On the time limit the kernel's ``KeyboardInterrupt`` ends up in the outputs, as in CoCalc.
     ``record=False`` keeps the cell out of the kernel's history and execution count.
     """
     client = kernel.client
     msg_id = client.execute(code, store_history=record, allow_stdin=False, stop_on_error=False)
     deadline = time.monotonic() + timeout
     interrupts = 0
-    timed_out = False
     while True:
         remaining = deadline - time.monotonic()
         if remaining <= 0:
-            timed_out = True
             if interrupts >= _INTERRUPTS:
                 await kernel.dispose()  # release() later finds it disposed
                 raise KernelDied(
@@ -99,7 +91,7 @@ async def run_cell(
             continue
         collector.add(msg_type, dict(content))
     await _collect_reply(kernel, msg_id, collector)
-    return CellOutcome(collector.items, timed_out)
+    return collector.items
 
 
 async def _collect_reply(kernel: WarmKernel, msg_id: str, collector: OutputCollector) -> None:

@@ -208,8 +208,7 @@ class ExecutionService:
                 if history:
                     await run_cell(kernel, "\n".join(history), OutputCollector(limits), timeout)
                 collector = OutputCollector(limits, items=prefix)
-                outcome = await run_cell(kernel, input_, collector, timeout)
-                return outcome.items
+                return await run_cell(kernel, input_, collector, timeout)
             except KernelDied as exc:
                 raise ApiError(f"Error: {exc}") from None
             finally:
