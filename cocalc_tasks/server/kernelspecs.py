@@ -69,6 +69,11 @@ class KernelCatalog:
             )
         return ResolvedKernel(name, spec_name, str(info["spec"].get("language", "")))
 
+    def language(self, spec_name: str) -> str:
+        """The spec's language, from the cached listing (no disk read)."""
+        info = self._specs.get(spec_name)
+        return str(info["spec"].get("language", "")) if info else ""
+
     def get_spec(self, spec_name: str) -> Any:
         try:
             return self.manager.get_kernel_spec(spec_name)

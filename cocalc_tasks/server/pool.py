@@ -34,7 +34,7 @@ class KernelStartError(RuntimeError):
 
 
 class KernelPools:
-    """All pools of one server. Use as ``async with``; closing shuts every kernel down."""
+    """All pools of one server; ``close()`` shuts every kernel down."""
 
     def __init__(
         self,
@@ -115,8 +115,7 @@ class KernelPools:
     def _refill(self, spec_name: str) -> None:
         if self._closed:
             return
-        language = self.catalog.get_spec(spec_name).language
-        target = self._size_for(spec_name, language)
+        target = self._size_for(spec_name, self.catalog.language(spec_name))
         missing = target - self._ready[spec_name].qsize() - self._starting[spec_name]
         for _ in range(max(0, missing)):
             self._starting[spec_name] += 1
