@@ -128,7 +128,7 @@ class ExecutionService:
         history = _history(params)
         project_id = _project_id(params)
         path = _optional_str(params, "path")
-        _optional_str(params, "tag")
+        _optional_str(params, "tag")  # checked only: CoCalc writes it to its API log
         self._authorize(identity, project_id)
         try:
             kernel = self.catalog.resolve(kernel_name)
@@ -136,10 +136,8 @@ class ExecutionService:
             raise ApiError(SPAWN_FAILED + str(exc)) from None
         directory = self._directory(project_id, path)
         digest = compute_hash(input_, kernel_name, history, project_id, path)
-        if not no_cache:
-            hit = self.cache.get(digest)
-            if hit is not None:
-                return {"id": hit.id, "output": hit.output, "created": hit.created}
+        if not no_cache and (hit := self._cached(digest)) is not None:
+            return hit
         created = js_iso_now()
         output = await self._run(kernel.spec_name, directory, history, input_, project_id)
         self.cache.put(digest, output, created)
@@ -148,9 +146,12 @@ class ExecutionService:
     def _lookup(self, digest: object) -> dict[str, Any]:
         if not isinstance(digest, str) or not _HASH_RE.match(digest):
             raise ApiError("hash must be a string of 40 hex digits")
+        return self._cached(digest) or {}
+
+    def _cached(self, digest: str) -> dict[str, Any] | None:
         hit = self.cache.get(digest)
         if hit is None:
-            return {}
+            return None
         return {"id": hit.id, "output": hit.output, "created": hit.created}
 
     def _directory(self, project_id: str | None, path: str | None) -> Path | None:
