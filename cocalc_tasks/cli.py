@@ -23,7 +23,7 @@ from typing import Any, TextIO
 from cocalc_tasks.client import CocalcClient
 from cocalc_tasks.errors import CocalcError, CocalcValidationError
 from cocalc_tasks.hashing import compute_hash
-from cocalc_tasks.models import ExecutionResult, item_kind, strip_ansi
+from cocalc_tasks.models import ExecutionResult, item_kind, remote_error, stream_text, strip_ansi
 
 __all__ = ["main"]
 
@@ -124,8 +124,8 @@ def print_outputs(result: ExecutionResult, out: TextIO, err: TextIO) -> None:
     for item in result.outputs:
         kind = item_kind(item)
         if kind == "stream":
-            text = item["text"]
-            text = "".join(text) + "\n" if isinstance(text, list) else str(text)
+            # a truncation notice (list text) has no newline of its own
+            text = stream_text(item) + ("\n" if isinstance(item["text"], list) else "")
             (err if item.get("name") == "stderr" else out).write(strip_ansi(text))
         elif kind == "data":
             data = item["data"]
@@ -134,8 +134,8 @@ def print_outputs(result: ExecutionResult, out: TextIO, err: TextIO) -> None:
             else:
                 out.write(f"[{', '.join(sorted(data))}]\n")
         elif kind == "error":
-            tb = strip_ansi("\n".join(str(line) for line in item.get("traceback") or []))
-            err.write((tb or f"{item.get('ename', '')}: {item.get('evalue', '')}") + "\n")
+            error = remote_error(item)
+            err.write((error.traceback or f"{error.ename}: {error.evalue}") + "\n")
     out.flush()
     err.flush()
 

@@ -35,6 +35,8 @@ __all__ = [
     "KernelSpec",
     "RemoteError",
     "item_kind",
+    "remote_error",
+    "stream_text",
     "strip_ansi",
 ]
 
@@ -69,15 +71,27 @@ def item_kind(item: Mapping[str, Any]) -> str:
     return "other"
 
 
-def _stream_text(item: Mapping[str, Any]) -> str:
+def stream_text(item: Mapping[str, Any]) -> str:
+    """A stream item's text: a string, or the joined list of a truncation notice."""
     text = item.get("text", "")
     if isinstance(text, list):
         return "".join(str(t) for t in text)
     return str(text)
 
 
+def remote_error(item: Mapping[str, Any]) -> RemoteError:
+    """The :class:`RemoteError` described by an error item."""
+    tb = item.get("traceback") or []
+    lines = tuple(str(x) for x in tb) if isinstance(tb, list) else (str(tb),)
+    return RemoteError(
+        ename=str(item.get("ename", "")),
+        evalue=str(item.get("evalue", "")),
+        raw_traceback=lines,
+    )
+
+
 def _is_truncation_notice(item: Mapping[str, Any]) -> bool:
-    return "output_type" in item and _stream_text(item).startswith(TRUNCATION_PREFIX)
+    return "output_type" in item and stream_text(item).startswith(TRUNCATION_PREFIX)
 
 
 @dataclass(frozen=True)
@@ -144,7 +158,7 @@ class ExecutionResult:
 
     def _streams(self, name: str) -> str:
         return "".join(
-            _stream_text(item)
+            stream_text(item)
             for item in self.outputs
             if item_kind(item) == "stream" and item.get("name") == name
         )
@@ -195,13 +209,7 @@ class ExecutionResult:
         """The first exception raised by the remote code, if any."""
         for item in self.outputs:
             if item_kind(item) == "error":
-                tb = item.get("traceback") or []
-                lines = tuple(str(x) for x in tb) if isinstance(tb, list) else (str(tb),)
-                return RemoteError(
-                    ename=str(item.get("ename", "")),
-                    evalue=str(item.get("evalue", "")),
-                    raw_traceback=lines,
-                )
+                return remote_error(item)
         return None
 
     @property

@@ -13,7 +13,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
 from cocalc_tasks.config import DEFAULT_MAX_CHARS
-from cocalc_tasks.models import ExecutionResult, item_kind, strip_ansi
+from cocalc_tasks.models import ExecutionResult, item_kind, remote_error, stream_text, strip_ansi
 
 __all__ = ["DEFAULT_MAX_CHARS", "compact_dict", "log_records", "to_markdown"]
 
@@ -38,8 +38,7 @@ def log_records(
     for item in result.outputs:
         kind = item_kind(item)
         if kind == "stream":
-            text = item.get("text", "")
-            text = "".join(text) if isinstance(text, list) else str(text)
+            text = stream_text(item)
             level = "warning" if item.get("name") == "stderr" or "output_type" in item else "info"
             label = "stderr" if item.get("name") == "stderr" else "stdout"
             yield level, f"[{label}] {cut(strip_ansi(text).rstrip(), max_chars)}"
@@ -132,8 +131,7 @@ def to_markdown(
     for item in result.outputs:
         kind = item_kind(item)
         if kind == "stream":
-            text = item.get("text", "")
-            text = "".join(text) if isinstance(text, list) else str(text)
+            text = stream_text(item)
             lines += [
                 f"**{item.get('name', 'stdout')}**",
                 "```",
@@ -150,11 +148,11 @@ def to_markdown(
             elif "text/plain" in data:
                 lines += ["```", cut(strip_ansi(str(data["text/plain"])), max_chars), "```"]
         elif kind == "error":
-            tb = strip_ansi("\n".join(str(x) for x in item.get("traceback") or []))
+            error = remote_error(item)
             lines += [
-                f"**error** `{html.escape(str(item.get('ename', '')))}`",
+                f"**error** `{html.escape(error.ename)}`",
                 "```",
-                cut(tb, max_chars),
+                cut(error.traceback, max_chars),
                 "```",
             ]
     return "\n".join(lines) + "\n"
