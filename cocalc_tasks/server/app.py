@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import Any
@@ -102,6 +103,10 @@ async def _read_params(request: Request, limit: int) -> dict[str, Any]:
 def create_app(settings: ServerSettings) -> FastAPI:
     """Build the app; kernels start in the lifespan and are all shut down on exit."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
+    kernel_env = kernel_environment(settings)
+    # Listing kernelspecs makes IPython create its directory in this process too: keep it
+    # with the kernels' state, out of $HOME (unless the user chose one).
+    os.environ.setdefault("IPYTHONDIR", kernel_env["IPYTHONDIR"])
     catalog = KernelCatalog(settings.kernel_aliases)
     keys = KeyRing(settings.api_keys, settings.project_keys)
     state: dict[str, Any] = {}
@@ -113,7 +118,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         pools = KernelPools(
             catalog,
             scratch_dir=scratch,
-            kernel_env=kernel_environment(settings),
+            kernel_env=kernel_env,
             size_for=settings.pool_size_for,
             max_parallel_starts=settings.max_parallel_starts,
             start_timeout=settings.kernel_start_timeout,

@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import socket
 import sys
 
@@ -24,10 +23,6 @@ def serve(settings: ServerSettings) -> int:
     from cocalc_tasks.server.app import create_app
     from cocalc_tasks.server.kernelspecs import UnknownKernel
 
-    # Listing kernelspecs makes IPython create its directory; keep it out of $HOME.
-    ipython_dir = settings.data_dir / "kernel-state" / "ipython"
-    ipython_dir.mkdir(parents=True, exist_ok=True)
-    os.environ.setdefault("IPYTHONDIR", str(ipython_dir))
     try:
         app = create_app(settings)
     except UnknownKernel as exc:
