@@ -306,7 +306,12 @@ def soak(server: LocalServer) -> dict[str, Any]:
     samples: list[tuple[int, float, int]] = []
 
     def kernels() -> int:
-        return len(proc.children(recursive=True))
+        # Kernels are the server's descendants, minus its fork servers (zygote.py).
+        return sum(
+            1
+            for child in proc.children(recursive=True)
+            if not (child.ppid() == proc.pid and "zygote.py" in " ".join(child.cmdline()))
+        )
 
     def one(i: int) -> None:
         with CocalcClient(KEY, server.url) as c:

@@ -20,6 +20,7 @@ from fastapi.responses import JSONResponse
 
 from cocalc_tasks.server.auth import KeyRing
 from cocalc_tasks.server.cache import ResultCache
+from cocalc_tasks.server.forkserver import fork_supported
 from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.pool import KernelPools
 from cocalc_tasks.server.service import ApiError, ExecutionService
@@ -122,6 +123,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             size_for=settings.pool_size_for,
             max_parallel_starts=settings.max_parallel_starts,
             start_timeout=settings.kernel_start_timeout,
+            fork=settings.fork_kernels and fork_supported(),
         )
         cache = ResultCache(settings.data_dir / "cache.sqlite3", settings.cache_ttl_seconds)
         cache.purge_expired()
@@ -215,6 +217,23 @@ def kernel_environment(settings: ServerSettings) -> dict[str, str]:
     }
     for path in paths.values():
         path.mkdir(parents=True, exist_ok=True)
+    profile = paths["IPYTHONDIR"] / "profile_default"
+    profile.mkdir(exist_ok=True)
+    (profile / "ipython_kernel_config.py").write_text(_KERNEL_CONFIG, encoding="utf-8")
     env = {name: str(path) for name, path in paths.items()}
     env.update({"PLOTLY_RENDERER": "colab", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
     return env
+
+
+#: Configuration for every IPython-based kernel (python3, bash, Sage) this server starts.
+_KERNEL_CONFIG = """\
+# Written by `cocalc-tasks serve` at every start: edits here are lost.
+c = get_config()  # noqa: F821
+# Each kernel runs one call and is thrown away: keep its history in memory, so that
+# concurrent kernels do not all write (and lock) one history.sqlite.
+c.HistoryManager.hist_file = ":memory:"
+# ipykernel sleeps 0.5 ms after each cell so that clients which stop reading at the
+# execute_reply see the last output. The server reads IOPub up to the kernel's idle status,
+# which comes after every output, so it does not need that pause.
+c.Kernel._execute_sleep = 0
+"""

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import shutil
 import signal
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,6 +27,39 @@ class WarmKernel:
     client: Any
     workdir: Path
     disposed: bool = field(default=False)
+
+    async def wait_ready(self, timeout: float) -> None:
+        """Return once the kernel answers on shell *and* our IOPub subscription is live.
+
+        Like jupyter_client's ``wait_for_ready``, minus its fixed 1 s and 0.2 s waits: IOPub
+        counts as live on the first message there (ipykernel's ``iopub_welcome``, or the
+        status of a ``kernel_info`` request, re-sent every 0.1 s until one shows up). Only then
+        can no output of the first cell be lost.
+        """
+        deadline = time.monotonic() + timeout
+        replied = subscribed = False
+        sent = time.monotonic()
+        self.client.kernel_info()
+        while not (replied and subscribed):
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the kernel did not answer within {timeout:g} s")
+            try:
+                reply = await self.client.get_shell_msg(timeout=0.05)
+            except Exception:  # queue.Empty
+                died = await self.exit_description()
+                if died is not None:
+                    raise RuntimeError(f"the kernel died while starting ({died})") from None
+            else:
+                replied = replied or reply["msg_type"] == "kernel_info_reply"
+            while not subscribed:
+                try:
+                    await self.client.get_iopub_msg(timeout=0)
+                except Exception:
+                    break
+                subscribed = True
+            if replied and not subscribed and time.monotonic() - sent > 0.1:
+                self.client.kernel_info()
+                sent = time.monotonic()
 
     async def exit_description(self) -> str | None:
         """None while alive; else CoCalc-style "exited with code N" / "terminated by signal"."""

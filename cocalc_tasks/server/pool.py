@@ -16,9 +16,10 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+import zmq
 import zmq.asyncio
-from jupyter_client.manager import AsyncKernelManager
 
+from cocalc_tasks.server.forkserver import ForkingKernelManager, ForkServers
 from cocalc_tasks.server.kernel import WarmKernel
 from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.outputs import OutputCollector, OutputLimits
@@ -46,6 +47,7 @@ class KernelPools:
         size_for: Any = None,
         max_parallel_starts: int = 4,
         start_timeout: float = 60.0,
+        fork: bool = True,
     ) -> None:
         self.catalog = catalog
         self.scratch_dir = scratch_dir
@@ -56,10 +58,25 @@ class KernelPools:
         self._start_slots = asyncio.Semaphore(max_parallel_starts)
         self._tasks: set[asyncio.Task[Any]] = set()
         self._context = zmq.asyncio.Context()
+        # Clients connect before a new kernel has bound its sockets; retry after 10 ms, not
+        # libzmq's default 100 ms, so a kernel is reachable as soon as it is up.
+        self._context.setsockopt(zmq.RECONNECT_IVL, 10)
         self._start_timeout = start_timeout
         self._closed = False
         self._live: set[WarmKernel] = set()
         self._failures: dict[str, int] = {}
+        #: Zygotes that fork pre-imported kernels (see forkserver.py); None: always exec.
+        self.fork_servers = (
+            ForkServers(
+                {**os.environ, **kernel_env},
+                # Forked kernels share this command line: name the server's scratch space in it,
+                # as exec'd kernels do with their connection files.
+                label=str(scratch_dir / "kernel-zygote"),
+                start_timeout=start_timeout,
+            )
+            if fork
+            else None
+        )
 
     # -- public ------------------------------------------------------------------------------
     def warm(self, spec_name: str) -> None:
@@ -104,6 +121,8 @@ class KernelPools:
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await asyncio.gather(*(k.dispose() for k in list(self._live)), return_exceptions=True)
         self._live.clear()
+        if self.fork_servers is not None:
+            await self.fork_servers.close()
         self._context.destroy(linger=0)
 
     # -- internals ---------------------------------------------------------------------------
@@ -144,7 +163,8 @@ class KernelPools:
         spec = self.catalog.get_spec(spec_name)
         workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=self.scratch_dir))
         token = uuid.uuid4().hex[:12]
-        manager = AsyncKernelManager(
+        manager = ForkingKernelManager(
+            fork_servers=self.fork_servers,
             kernel_name=spec_name,
             kernel_spec_manager=self.catalog.manager,
             transport="ipc",
@@ -158,9 +178,9 @@ class KernelPools:
             try:
                 await manager.start_kernel(cwd=str(workdir), env=env)
                 self._live.add(kernel)
-                kernel.client = manager.client()
+                kernel.client = manager.client(context=self._context)
                 kernel.client.start_channels()
-                await kernel.client.wait_for_ready(timeout=self._start_timeout)
+                await kernel.wait_ready(self._start_timeout)
                 await _warm_up(kernel, self._start_timeout)
             except Exception as exc:
                 if kernel.client is None:

@@ -49,6 +49,8 @@ class ServerSettings:
     max_parallel_starts: int = 4
     max_body_bytes: int = 10 * 1024 * 1024
     kernel_start_timeout: float = 60.0
+    #: Start ipykernel and bash kernels by forking a pre-imported process (forkserver.py).
+    fork_kernels: bool = True
     cache_ttl_seconds: float = 30 * 24 * 3600.0
 
     @property
@@ -140,6 +142,20 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     a("--project-cell-timeout", type=float, help="per-cell seconds in a project (default 30)")
     a("--max-concurrency", type=int, help="executions running at once (default 8)")
     a("--kernel-start-timeout", type=float, help="seconds a kernel may take to start (default 60)")
+    fork = parser.add_mutually_exclusive_group()
+    fork.add_argument(
+        "--fork-kernels",
+        dest="fork_kernels",
+        action="store_true",
+        default=None,
+        help="start ipykernel/bash kernels by forking a pre-imported process (default)",
+    )
+    fork.add_argument(
+        "--no-fork-kernels",
+        dest="fork_kernels",
+        action="store_false",
+        help="start every kernel as its own program, as jupyter_client does",
+    )
     a("--config", type=Path, help="JSON file with any of these settings (keys as in the env)")
 
 
@@ -159,6 +175,7 @@ _ENV_FIELDS: dict[str, str] = {
     "project_cell_timeout": "PROJECT_CELL_TIMEOUT",
     "max_concurrency": "MAX_CONCURRENCY",
     "kernel_start_timeout": "KERNEL_START_TIMEOUT",
+    "fork_kernels": "FORK_KERNELS",
 }
 
 
@@ -173,7 +190,7 @@ def _from_text(name: str, raw: Any) -> Any:
         return {k: int(v) for k, v in pairs.items()}
     if name in {"data_dir", "projects_root"}:
         return Path(str(raw)).expanduser()
-    if name == "allow_anonymous":
+    if name in {"allow_anonymous", "fork_kernels"}:
         return raw if isinstance(raw, bool) else _bool(str(raw))
     if name in {"port", "pool_size", "max_concurrency"}:
         return int(raw)
@@ -214,6 +231,7 @@ def settings_from_args(
             "project_cell_timeout": args.project_cell_timeout,
             "max_concurrency": args.max_concurrency,
             "kernel_start_timeout": args.kernel_start_timeout,
+            "fork_kernels": args.fork_kernels,
         }
         values.update({k: v for k, v in cli.items() if v is not None})
         if args.api_key:

@@ -20,6 +20,25 @@ def processes_mentioning(text: str) -> list[int]:
     return [pid for pid in pids if pid != os.getpid() and text in _cmdline(pid)]
 
 
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def is_zygote(pid: int) -> bool:
+    """A kernel fork server; the kernels it forked share its command line, not its parent."""
+    return "zygote.py" in _cmdline(pid) and "zygote.py" not in _cmdline(_parent(pid))
+
+
 def kernel_processes(data_dir: str | Path) -> list[int]:
-    """Kernel processes of one server: their connection files live under its data dir."""
-    return [pid for pid in processes_mentioning(str(data_dir)) if " serve " not in _cmdline(pid)]
+    """Kernel processes of one server: their command lines name its data dir (the connection
+    file of an exec'd kernel, the label of a forked one). The server and fork servers are not
+    kernels."""
+    return [
+        pid
+        for pid in processes_mentioning(str(data_dir))
+        if " serve " not in _cmdline(pid) and not is_zygote(pid)
+    ]

@@ -58,6 +58,14 @@ def test_precedence_cli_over_env_over_config(tmp_path: Path) -> None:
     assert "sk-cli-1" not in repr(s) and "sk-p1" not in repr(s)
 
 
+def test_fork_kernels_is_on_by_default_and_can_be_switched_off() -> None:
+    assert parse().fork_kernels is True
+    assert parse("--no-fork-kernels").fork_kernels is False
+    assert parse(env={"COCALC_SERVER_FORK_KERNELS": "off"}).fork_kernels is False
+    on = parse("--fork-kernels", env={"COCALC_SERVER_FORK_KERNELS": "0"})
+    assert on.fork_kernels is True
+
+
 def test_sage_pools_default_to_one_kernel() -> None:
     s = parse("--pool-size", "3", "--kernel-pool", "bash=0")
     assert s.pool_size_for("python3", "python") == 3

@@ -1,0 +1,181 @@
+"""Kernels forked from a pre-imported zygote: the protocol, and what a forked kernel sees.
+
+The zygote is driven directly with a throwaway ``python -m`` module (no kernel needed), then
+through a running server with real kernels.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import sys
+import time
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from cocalc_tasks import CocalcClient
+from cocalc_tasks.server.forkserver import ForkedProcess, Zygote, ZygoteError
+from cocalc_tasks.server.process import LocalServer
+from tests.conftest import SECRET_KEY
+from tests.server.conftest import start_server
+from tests.support.procs import _cmdline, _parent, kernel_processes, processes_mentioning
+
+PROBE = """\
+import json, os, sys
+json.dump({"cwd": os.getcwd(), "argv": sys.argv[1:], "env": os.environ.get("PROBE"),
+           "path0": sys.path[0], "name": __name__}, open(sys.argv[1], "w"))
+sys.exit(int(sys.argv[2]))
+"""
+
+
+def _run(body: Callable[[Zygote], Awaitable[Any]], *modules: str) -> Any:
+    async def main() -> Any:
+        zygote = Zygote(sys.executable, modules or ("json",), dict(os.environ), label="test")
+        await zygote.start(30)
+        try:
+            return await body(zygote)
+        finally:
+            await zygote.close()
+
+    return asyncio.run(main())
+
+
+async def _exit_code(process: ForkedProcess, timeout: float = 10) -> int:
+    deadline = time.monotonic() + timeout
+    while (code := process.poll()) is None:
+        assert time.monotonic() < deadline, "the forked process did not end"
+        await asyncio.sleep(0.02)
+    return code
+
+
+def test_forked_module_gets_argv_cwd_env_and_its_exit_code(tmp_path: Path) -> None:
+    (tmp_path / "probe_mod.py").write_text(PROBE)
+    report = tmp_path / "report.json"
+
+    async def body(zygote: Zygote) -> int:
+        argv = [sys.executable, "-m", "probe_mod", str(report), "3"]
+        process = await zygote.spawn(argv, {**os.environ, "PROBE": "yes"}, str(tmp_path))
+        return await _exit_code(process)
+
+    assert _run(body) == 3
+    seen = json.loads(report.read_text())
+    assert seen == {
+        "cwd": str(tmp_path),
+        "argv": [str(report), "3"],
+        "env": "yes",
+        "path0": str(tmp_path),
+        "name": "__main__",
+    }
+
+
+def test_killed_child_reports_the_signal(tmp_path: Path) -> None:
+    (tmp_path / "sleeper.py").write_text("import time\ntime.sleep(60)\n")
+
+    async def body(zygote: Zygote) -> tuple[int, int]:
+        argv = [sys.executable, "-m", "sleeper"]
+        process = await zygote.spawn(argv, dict(os.environ), str(tmp_path))
+        await asyncio.sleep(0.2)
+        assert process.poll() is None
+        process.kill()
+        return process.pid, await _exit_code(process)
+
+    pid, code = _run(body)
+    assert code == -signal.SIGKILL
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_closing_the_zygote_kills_its_children(tmp_path: Path) -> None:
+    (tmp_path / "sleeper.py").write_text("import time\ntime.sleep(60)\n")
+
+    async def body(zygote: Zygote) -> int:
+        process = await zygote.spawn([sys.executable, "-m", "sleeper"], {}, str(tmp_path))
+        await asyncio.sleep(0.2)
+        return process.pid
+
+    pid = _run(body)
+    deadline = time.monotonic() + 5
+    while Path(f"/proc/{pid}").exists() and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert not Path(f"/proc/{pid}").exists()
+
+
+def test_unimportable_module_is_a_start_error() -> None:
+    with pytest.raises(ZygoteError, match="no_such_module_xyz"):
+        _run(lambda z: asyncio.sleep(0), "json", "no_such_module_xyz")
+
+
+def test_optional_module_may_be_missing() -> None:
+    assert _run(lambda z: asyncio.sleep(0, z.alive), "json", "?no_such_module_xyz") is True
+
+
+def test_module_that_starts_threads_is_refused(tmp_path: Path, monkeypatch: Any) -> None:
+    (tmp_path / "threaded_mod.py").write_text(
+        "import threading, time\nthreading.Thread(target=time.sleep, args=(60,), daemon=True).start()\n"
+    )
+    monkeypatch.setenv("PYTHONPATH", str(tmp_path))
+    with pytest.raises(ZygoteError, match="forking is not safe"):
+        _run(lambda z: asyncio.sleep(0), "threaded_mod")
+
+
+# -- through the server -------------------------------------------------------------------------
+def _kernel_parents(data_dir: Path) -> list[str]:
+    return [_cmdline(_parent(pid)) for pid in kernel_processes(data_dir)]
+
+
+def test_server_kernels_are_forked(server: LocalServer) -> None:
+    parents = _kernel_parents(server.data_dir)
+    assert parents and all("zygote.py" in p for p in parents)
+
+
+def test_no_fork_option_execs_kernels(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, "--no-fork-kernels", "--kernels", "python3")
+    try:
+        srv.wait_for_pool("python3", 2)
+        parents = _kernel_parents(tmp_path)
+        assert len(parents) == 2 and all(" serve " in p for p in parents)
+        with CocalcClient(SECRET_KEY, srv.url) as c:
+            assert c.execute("2+3", "python3", no_cache=True).text == "5"
+    finally:
+        srv.stop()
+
+
+def test_forked_kernels_do_not_share_random_state(client: CocalcClient) -> None:
+    code = "import random; random.random()"
+    values = {client.execute(code, "python3", no_cache=True).text for _ in range(3)}
+    assert len(values) == 3
+
+
+def test_server_survives_a_killed_zygote(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, "--kernels", "python3")
+    try:
+        srv.wait_for_pool("python3", 2)
+        zygotes = {_parent(pid) for pid in kernel_processes(tmp_path)}
+        assert len(zygotes) == 1
+        os.kill(zygotes.pop(), signal.SIGKILL)
+        with CocalcClient(SECRET_KEY, srv.url, timeout=(5, 60)) as c:
+            for i in range(4):  # pooled kernels die with their zygote; calls still succeed
+                assert c.execute(f"{i} * 7", "python3", no_cache=True).text == str(i * 7)
+        srv.wait_for_pool("python3", 2)
+        parents = _kernel_parents(tmp_path)
+        assert parents and all("zygote.py" in p for p in parents)  # a new zygote took over
+    finally:
+        srv.stop()
+
+
+def test_killed_server_leaves_no_kernel(tmp_path: Path) -> None:
+    srv = start_server(tmp_path, "--kernels", "python3")
+    srv.wait_for_pool("python3", 2)
+    assert srv.process is not None
+    assert len(kernel_processes(tmp_path)) == 2
+    srv.process.kill()  # no clean shutdown: the zygote sees its stdin close
+    srv.process.wait(10)
+    deadline = time.monotonic() + 10
+    while (left := processes_mentioning(str(tmp_path))) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert left == []  # neither kernels nor their zygote
+    srv.stop()
