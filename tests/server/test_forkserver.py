@@ -150,6 +150,18 @@ def test_forked_kernels_do_not_share_random_state(client: CocalcClient) -> None:
     assert len(values) == 3
 
 
+def test_forked_kernel_runs_subprocesses_and_keeps_its_own_environment(
+    client: CocalcClient,
+) -> None:
+    code = (
+        "import os, subprocess, sys\n"
+        "out = subprocess.run(['sh', '-c', 'echo $COCALC_JUPYTER_KERNELNAME'], "
+        "capture_output=True, text=True, check=True).stdout.strip()\n"
+        "print(out, sys.argv[0].endswith('ipykernel_launcher.py'))"
+    )
+    assert client.execute(code, "python3", no_cache=True).stdout == "python3 True\n"
+
+
 def test_server_survives_a_killed_zygote(tmp_path: Path) -> None:
     srv = start_server(tmp_path, "--kernels", "python3")
     try:
