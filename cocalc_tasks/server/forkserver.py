@@ -12,6 +12,7 @@ and working directory; it is only started sooner.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import os
@@ -85,7 +86,8 @@ class ForkedProcess:
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
-            os.kill(self.pid, signum)
+            with contextlib.suppress(ProcessLookupError):  # as Popen: it may just have ended
+                os.kill(self.pid, signum)
 
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
@@ -266,7 +268,12 @@ class ForkingKernelManager(AsyncKernelManager):
             return
         cwd = str(kw.get("cwd") or os.getcwd())
         env = dict(kw.get("env") or os.environ)
-        process = await zygote.spawn(kernel_cmd, env, cwd)
+        try:
+            process = await zygote.spawn(kernel_cmd, env, cwd)
+        except (OSError, ZygoteError) as exc:  # e.g. it died a moment ago: exec this one
+            log.warning("fork failed (%s): starting the kernel without the fork server", exc)
+            await super()._async_launch_kernel(kernel_cmd, **kw)
+            return
         # What LocalProvisioner.launch_kernel records for a Popen; the child is its own session.
         provisioner.process = process  # type: ignore[assignment]  # the Popen subset it uses
         provisioner.pid = provisioner.pgid = process.pid

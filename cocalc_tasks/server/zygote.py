@@ -91,7 +91,7 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
 
 
 def _reap(out: Any) -> None:
-    while _children:
+    while True:  # not `while _children`: a child may end before its pid is recorded
         try:
             pid, status = os.waitpid(-1, os.WNOHANG)
         except ChildProcessError:

@@ -10,6 +10,7 @@ import asyncio
 import json
 import os
 import signal
+import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable
@@ -19,7 +20,12 @@ from typing import Any
 import pytest
 
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.forkserver import ForkedProcess, Zygote, ZygoteError
+from cocalc_tasks.server.forkserver import (
+    ForkedProcess,
+    ForkingKernelManager,
+    Zygote,
+    ZygoteError,
+)
 from cocalc_tasks.server.process import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import start_server
@@ -120,6 +126,35 @@ def test_module_that_starts_threads_is_refused(tmp_path: Path, monkeypatch: Any)
     monkeypatch.setenv("PYTHONPATH", str(tmp_path))
     with pytest.raises(ZygoteError, match="forking is not safe"):
         _run(lambda z: asyncio.sleep(0), "threaded_mod")
+
+
+class _DeadZygote:
+    async def spawn(self, *args: Any) -> ForkedProcess:
+        raise ZygoteError("fork server exited")
+
+
+class _ServersWithDeadZygote:
+    async def for_command(self, argv: Any) -> _DeadZygote:
+        return _DeadZygote()
+
+
+def test_failed_fork_falls_back_to_exec(tmp_path: Path) -> None:
+    async def main() -> tuple[bool, bool]:
+        km = ForkingKernelManager(
+            fork_servers=_ServersWithDeadZygote(),
+            kernel_name="python3",
+            transport="ipc",
+            ip=str(tmp_path / "ipc"),
+            connection_file=str(tmp_path / "kernel.json"),
+        )
+        await km.start_kernel(cwd=str(tmp_path))
+        try:
+            assert km.provisioner is not None
+            return isinstance(km.provisioner.process, subprocess.Popen), await km.is_alive()
+        finally:
+            await km.shutdown_kernel(now=True)
+
+    assert asyncio.run(main()) == (True, True)
 
 
 # -- through the server -------------------------------------------------------------------------
