@@ -258,8 +258,14 @@ def throughput_all(
     rates = {f"{c}_clients_per_s": throughput(server, c, N_THROUGHPUT) for c in (1, 4, 8)}
     papermill_rate = 1 / papermill_p50
     spawn = asyncio.run(_spawn_capacity(8 if QUICK else 15, 4))
+    # The same 4 clients against a server that execs every kernel: what forking buys.
+    with LocalServer(
+        api_keys=[KEY], args=["--pool-size", "2", "--kernels", "python3", "--no-fork-kernels"]
+    ) as exec_server:
+        exec_rate = throughput(exec_server, 4, N_THROUGHPUT)
     return {
         **rates,
+        "4_clients_no_fork_per_s": exec_rate,
         "papermill_sequential_per_s": papermill_rate,
         "papermill_cli_sequential_per_s": 1 / papermill_cli_p50,
         "ratio_4_clients_vs_papermill_cli": rates["4_clients_per_s"] * papermill_cli_p50,
@@ -405,6 +411,9 @@ def write_markdown(r: dict[str, Any]) -> None:
         f"| 4 | kernel-spawn capacity (jupyter_client exec starts), 4 parallel starters | "
         f"{t['kernel_spawn_capacity_4_starters_per_s']:.2f} kernels/s; 4 clients reach "
         f"**{t['ratio_4_clients_vs_spawn_capacity']:.0%}** of it | ~75% |",
+        f"| 4 | 4 clients, server started with `--no-fork-kernels` (every kernel exec'd) | "
+        f"{t['4_clients_no_fork_per_s']:.2f} calls/s: "
+        f"{t['4_clients_no_fork_per_s'] / t['papermill_sequential_per_s']:.2f}x papermill | |",
         f"| 5 | `import cocalc_tasks` | {i['import_cocalc_tasks_ms']:.0f} ms | |",
     ]
     if "airflow_operator_over_sdk_ms" in i:
