@@ -142,19 +142,12 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
     a("--project-cell-timeout", type=float, help="per-cell seconds in a project (default 30)")
     a("--max-concurrency", type=int, help="executions running at once (default 8)")
     a("--kernel-start-timeout", type=float, help="seconds a kernel may take to start (default 60)")
-    fork = parser.add_mutually_exclusive_group()
-    fork.add_argument(
+    a(
         "--fork-kernels",
-        dest="fork_kernels",
-        action="store_true",
+        action=argparse.BooleanOptionalAction,
         default=None,
-        help="start ipykernel/bash kernels by forking a pre-imported process (default)",
-    )
-    fork.add_argument(
-        "--no-fork-kernels",
-        dest="fork_kernels",
-        action="store_false",
-        help="start every kernel as its own program, as jupyter_client does",
+        help="start ipykernel/bash kernels by forking a pre-imported process (default: on); "
+        "--no-fork-kernels starts each kernel as its own program, as jupyter_client does",
     )
     a("--config", type=Path, help="JSON file with any of these settings (keys as in the env)")
 
