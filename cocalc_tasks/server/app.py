@@ -205,8 +205,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
+def _server_secret(name: str) -> bool:
+    """The server's own settings (keys among them) and a client key: no business of kernels."""
+    return name.startswith("COCALC_SERVER_") or name == "COCALC_API_KEY"
+
+
 def kernel_environment(settings: ServerSettings) -> dict[str, str]:
-    """Environment for kernels: all writable state under the data dir, never in ``$HOME``."""
+    """The whole environment of a kernel: the server's, minus its settings and keys (code that
+    prints ``os.environ`` must not publish them), with all writable state under the data dir,
+    never in ``$HOME``."""
     state = settings.data_dir / "kernel-state"
     paths = {
         "IPYTHONDIR": state / "ipython",
@@ -220,7 +227,8 @@ def kernel_environment(settings: ServerSettings) -> dict[str, str]:
     profile = paths["IPYTHONDIR"] / "profile_default"
     profile.mkdir(exist_ok=True)
     (profile / "ipython_kernel_config.py").write_text(_KERNEL_CONFIG, encoding="utf-8")
-    env = {name: str(path) for name, path in paths.items()}
+    env = {name: value for name, value in os.environ.items() if not _server_secret(name)}
+    env.update({name: str(path) for name, path in paths.items()})
     env.update({"PLOTLY_RENDERER": "colab", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
     return env
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import tempfile
 import uuid
 from pathlib import Path
@@ -68,7 +67,7 @@ class KernelPools:
         #: Zygotes that fork pre-imported kernels (see forkserver.py); None: always exec.
         self.fork_servers = (
             ForkServers(
-                {**os.environ, **kernel_env},
+                kernel_env,
                 # Forked kernels share this command line: name the server's scratch space in it,
                 # as exec'd kernels do with their connection files.
                 label=str(scratch_dir / "kernel-zygote"),
@@ -172,7 +171,7 @@ class KernelPools:
             connection_file=str(self.scratch_dir / f"kernel-{token}.json"),
             context=self._context,
         )
-        env = {**os.environ, **self.kernel_env, "COCALC_JUPYTER_KERNELNAME": spec_name}
+        env = {**self.kernel_env, "COCALC_JUPYTER_KERNELNAME": spec_name}
         kernel = WarmKernel(spec_name, spec.language, manager, None, workdir)
         async with self._start_slots:
             try:

@@ -126,3 +126,21 @@ def test_anonymous_off(tmp_path: Path) -> None:
             assert signed.execute("print(3)", "python3").stdout == "3\n"
     finally:
         srv.stop()
+
+
+@pytest.mark.parametrize(
+    ("kernel", "code"),
+    [
+        ("python3", "import os\nfor k, v in sorted(os.environ.items()): print(k, v)"),
+        ("bash", "env"),
+    ],
+)
+def test_kernels_do_not_see_the_servers_keys(
+    anonymous: CocalcClient, kernel: str, code: str
+) -> None:
+    # The fixture server gets its keys as COCALC_SERVER_API_KEYS / _PROJECT_KEYS (LocalServer
+    # keeps them out of argv): anyone may run code, so none of that reaches a kernel.
+    listing = anonymous.execute(code, kernel, no_cache=True).stdout
+    assert "COCALC_JUPYTER_KERNELNAME" in listing  # the listing is real
+    assert "COCALC_SERVER_" not in listing
+    assert SECRET_KEY not in listing and PROJECT_KEY not in listing
