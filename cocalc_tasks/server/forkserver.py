@@ -243,9 +243,6 @@ class ForkServers:
             found = self._zygotes[key]
         return found if found is not None and found.alive else None
 
-    def pids(self) -> list[int]:
-        return [z.process.pid for z in self._zygotes.values() if z and z.process]
-
     async def close(self) -> None:
         await asyncio.gather(*(z.close() for z in self._zygotes.values() if z is not None))
         self._zygotes.clear()
