@@ -226,6 +226,36 @@ def throughput(server: LocalServer, clients: int, n: int) -> float:
     return n / (time.perf_counter() - started)
 
 
+async def _pool_starts(fork: bool, n: int) -> list[float]:
+    """Seconds from asking the server's pool for a kernel to its being ready (warm-up incl.)."""
+    from cocalc_tasks.server.kernelspecs import KernelCatalog
+    from cocalc_tasks.server.pool import KernelPools
+
+    with tempfile.TemporaryDirectory() as tmp:
+        env = {**os.environ, "IPYTHONDIR": f"{tmp}/ipython", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
+        pools = KernelPools(
+            KernelCatalog(), scratch_dir=Path(tmp), kernel_env=env, default_size=0, fork=fork
+        )
+        out = []
+        try:
+            for _ in range(n + 1):  # the first one also starts the zygote: not counted
+                started = time.perf_counter()
+                kernel = await pools._start("python3")
+                out.append(time.perf_counter() - started)
+                await kernel.dispose()
+        finally:
+            await pools.close()
+        return out[1:]
+
+
+def kernel_starts() -> dict[str, Any]:
+    n = 5 if QUICK else 20
+    return {
+        "forked": ms(asyncio.run(_pool_starts(True, n))),
+        "execd": ms(asyncio.run(_pool_starts(False, n))),
+    }
+
+
 async def _spawn_capacity(seconds: float, parallel: int) -> float:
     from jupyter_client.manager import AsyncKernelManager
 
@@ -364,6 +394,7 @@ def machine() -> str:
 
 
 def write_markdown(r: dict[str, Any]) -> None:
+    k = r["kernel_starts"]
     c, w, h, t, i, s = (
         r["client_overhead"],
         r["warm_latency"],
@@ -411,6 +442,8 @@ def write_markdown(r: dict[str, Any]) -> None:
         f"| 4 | kernel-spawn capacity (jupyter_client exec starts), 4 parallel starters | "
         f"{t['kernel_spawn_capacity_4_starters_per_s']:.2f} kernels/s; 4 clients reach "
         f"**{t['ratio_4_clients_vs_spawn_capacity']:.0%}** of it | ~75% |",
+        f"| 4 | kernel start to ready, one at a time (warm-up cells incl.), forked / exec'd | "
+        f"p50 **{k['forked']['p50_ms']:.0f}** / {k['execd']['p50_ms']:.0f} ms | |",
         f"| 4 | 4 clients, server started with `--no-fork-kernels` (every kernel exec'd) | "
         f"{t['4_clients_no_fork_per_s']:.2f} calls/s: "
         f"{t['4_clients_no_fork_per_s'] / t['papermill_sequential_per_s']:.2f}x papermill | |",
@@ -525,6 +558,7 @@ def main() -> int:
                 ),
             ),
             ("soak", lambda: soak(server)),
+            ("kernel_starts", kernel_starts),
         ]
         for name, step in steps:
             started = time.perf_counter()
