@@ -139,17 +139,12 @@ def papermill_runs(n: int) -> list[float]:
 
     with tempfile.TemporaryDirectory() as tmp:
         source = one_cell_notebook(Path(tmp))
-        out = []
-        for i in range(n):
-            started = time.perf_counter()
-            papermill.execute_notebook(
-                str(source),
-                str(Path(tmp) / f"out{i}.ipynb"),
-                progress_bar=False,
-                kernel_name="python3",
-            )
-            out.append(time.perf_counter() - started)
-        return out
+        return timed(
+            lambda: papermill.execute_notebook(
+                str(source), f"{tmp}/out.ipynb", progress_bar=False, kernel_name="python3"
+            ),
+            n,
+        )
 
 
 def papermill_cli_runs(n: int) -> list[float]:
@@ -157,23 +152,15 @@ def papermill_cli_runs(n: int) -> list[float]:
     papermill_bin = Path(sys.executable).with_name("papermill")
     with tempfile.TemporaryDirectory() as tmp:
         source = one_cell_notebook(Path(tmp))
-        out = []
-        for i in range(n):
-            started = time.perf_counter()
-            subprocess.run(
-                [
-                    str(papermill_bin),
-                    "--no-progress-bar",
-                    "-k",
-                    "python3",
-                    str(source),
-                    str(Path(tmp) / f"out{i}.ipynb"),
-                ],
-                check=True,
-                capture_output=True,
-            )
-            out.append(time.perf_counter() - started)
-        return out
+        command = [
+            str(papermill_bin),
+            "--no-progress-bar",
+            "-k",
+            "python3",
+            str(source),
+            f"{tmp}/out.ipynb",
+        ]
+        return timed(lambda: subprocess.run(command, check=True, capture_output=True), n)
 
 
 def warm_latency(server: LocalServer) -> dict[str, Any]:
