@@ -23,7 +23,8 @@ from typing import Any, TextIO
 from cocalc_tasks.client import CocalcClient
 from cocalc_tasks.errors import CocalcError, CocalcValidationError
 from cocalc_tasks.hashing import compute_hash
-from cocalc_tasks.models import ExecutionResult, item_kind, remote_error, stream_text, strip_ansi
+from cocalc_tasks.models import ExecutionResult
+from cocalc_tasks.output_items import ErrorOutput, RichOutput, Stream, TruncationNotice, strip_ansi
 
 __all__ = ["main"]
 
@@ -121,21 +122,18 @@ def _client(args: argparse.Namespace) -> CocalcClient:
 
 def print_outputs(result: ExecutionResult, out: TextIO, err: TextIO) -> None:
     """Print outputs in order: streams to their files, results as text, errors cleaned."""
-    for item in result.outputs:
-        kind = item_kind(item)
-        if kind == "stream":
-            # a truncation notice (list text) has no newline of its own
-            text = stream_text(item) + ("\n" if isinstance(item["text"], list) else "")
-            (err if item.get("name") == "stderr" else out).write(strip_ansi(text))
-        elif kind == "data":
-            data = item["data"]
-            if "text/plain" in data:
-                out.write(strip_ansi(str(data["text/plain"])) + "\n")
-            else:
-                out.write(f"[{', '.join(sorted(data))}]\n")
-        elif kind == "error":
-            error = remote_error(item)
-            err.write((error.traceback or f"{error.ename}: {error.evalue}") + "\n")
+    for item in result.items:
+        match item:
+            case TruncationNotice(name=name, text=text):
+                # CoCalc's notice has no newline of its own
+                (err if name == "stderr" else out).write(text + "\n")
+            case Stream(name=name, text=text):
+                (err if name == "stderr" else out).write(strip_ansi(text))
+            case RichOutput(data=data):
+                shown = item.text if item.text is not None else f"[{', '.join(sorted(data))}]"
+                out.write(strip_ansi(shown) + "\n")
+            case ErrorOutput(error=error):
+                err.write((error.traceback or f"{error.ename}: {error.evalue}") + "\n")
     out.flush()
     err.flush()
 

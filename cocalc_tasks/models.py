@@ -1,134 +1,68 @@
-"""The typed result model: :class:`ExecutionResult`, :class:`RemoteError`, :class:`KernelSpec`.
+"""The typed result model: :class:`ExecutionResult` and :class:`KernelSpec`.
 
-CoCalc returns raw Jupyter IOPub ``content`` objects with a few keys stripped and no
-``output_type`` (docs/cocalc-api.md §5). Items are classified by the keys they carry:
-
-=====================  ==============================================
-key present            kind
-=====================  ==============================================
-``traceback``/``ename``  error
-``name`` + ``text``    stream (``text`` is a list in a truncation notice)
-``data``               rich output (execute_result / display_data)
-``wait``               clear-output marker
-=====================  ==============================================
-
-``ExecutionResult.outputs`` keeps the items exactly as received; every other attribute is
-derived from them, so ``to_dict()``/``from_dict()`` round-trip without loss.
+``ExecutionResult.outputs`` keeps the items exactly as received, and ``items`` is the same list
+parsed once into :mod:`cocalc_tasks.output_items` (streams, rich bundles, errors, clear
+markers, CoCalc's truncation notice). Every other attribute, and every view above this module
+(reports, the CLI, Airflow, Prefect), is derived from ``items``, so ``to_dict()``/``from_dict()``
+round-trip without loss.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import re
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 from cocalc_tasks.errors import CocalcExecutionError
+from cocalc_tasks.output_items import (
+    ClearOutput,
+    ErrorOutput,
+    Image,
+    OtherOutput,
+    OutputItem,
+    RemoteError,
+    RichOutput,
+    Stream,
+    TruncationNotice,
+    parse_output,
+    strip_ansi,
+)
 
 __all__ = [
+    "ClearOutput",
+    "ErrorOutput",
     "ExecutionResult",
     "Image",
     "KernelSpec",
+    "OtherOutput",
+    "OutputItem",
     "RemoteError",
+    "RichOutput",
+    "Stream",
+    "TruncationNotice",
     "item_kind",
-    "remote_error",
-    "stream_text",
     "strip_ansi",
 ]
 
-_ANSI_RE = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
-TRUNCATION_PREFIX = "Output truncated since it exceeded"
-_IMAGE_EXTENSIONS = {
-    "image/png": "png",
-    "image/jpeg": "jpg",
-    "image/gif": "gif",
-    "image/webp": "webp",
-    "image/svg+xml": "svg",
+_KINDS: dict[type[Any], str] = {
+    ErrorOutput: "error",
+    Stream: "stream",
+    TruncationNotice: "stream",
+    RichOutput: "data",
+    ClearOutput: "clear",
+    OtherOutput: "other",
 }
-
-OutputItem = dict[str, Any]
-
-
-def strip_ansi(text: str) -> str:
-    """Remove ANSI escape sequences (colours in tracebacks, bash prompts)."""
-    return _ANSI_RE.sub("", text)
 
 
 def item_kind(item: Mapping[str, Any]) -> str:
-    """Classify one output item: ``error``, ``stream``, ``data``, ``clear`` or ``other``."""
-    if "traceback" in item or "ename" in item:
-        return "error"
-    if "name" in item and "text" in item:
-        return "stream"
-    if "data" in item:
-        return "data"
-    if "wait" in item:
-        return "clear"
-    return "other"
+    """Classify one raw output item: ``error``, ``stream``, ``data``, ``clear`` or ``other``.
 
-
-def stream_text(item: Mapping[str, Any]) -> str:
-    """A stream item's text: a string, or the joined list of a truncation notice."""
-    text = item.get("text", "")
-    if isinstance(text, list):
-        return "".join(str(t) for t in text)
-    return str(text)
-
-
-def remote_error(item: Mapping[str, Any]) -> RemoteError:
-    """The :class:`RemoteError` described by an error item."""
-    tb = item.get("traceback") or []
-    lines = tuple(str(x) for x in tb) if isinstance(tb, list) else (str(tb),)
-    return RemoteError(
-        ename=str(item.get("ename", "")),
-        evalue=str(item.get("evalue", "")),
-        raw_traceback=lines,
-    )
-
-
-def _is_truncation_notice(item: Mapping[str, Any]) -> bool:
-    return "output_type" in item and stream_text(item).startswith(TRUNCATION_PREFIX)
-
-
-@dataclass(frozen=True)
-class RemoteError:
-    """An exception raised by the remote code (an ``error`` output item)."""
-
-    ename: str
-    evalue: str
-    #: The traceback as the kernel sent it: a list of lines with ANSI colour codes.
-    raw_traceback: tuple[str, ...] = ()
-
-    @property
-    def traceback(self) -> str:
-        """The traceback as plain text, ANSI codes removed."""
-        return strip_ansi("\n".join(self.raw_traceback))
-
-    @property
-    def is_interrupt(self) -> bool:
-        """True for CoCalc's per-cell timeout: a ``KeyboardInterrupt`` with an empty value."""
-        return self.ename == "KeyboardInterrupt" and not self.evalue
-
-    def __str__(self) -> str:
-        return f"{self.ename}: {self.evalue}" if self.ename else self.evalue
-
-
-@dataclass(frozen=True)
-class Image:
-    """One decoded image from a rich output item."""
-
-    mime: str
-    content: bytes
-    #: Position of the item in ``ExecutionResult.outputs``.
-    index: int
-
-    @property
-    def extension(self) -> str:
-        return _IMAGE_EXTENSIONS.get(self.mime, "bin")
+    Kept for callers of earlier releases; match on :func:`parse_output`'s types instead.
+    """
+    return _KINDS[type(parse_output(item))]
 
 
 @dataclass
@@ -139,7 +73,7 @@ class ExecutionResult:
     :meth:`raise_for_error` turns it into :class:`~cocalc_tasks.errors.CocalcExecutionError`.
     """
 
-    outputs: list[OutputItem] = field(default_factory=list)
+    outputs: list[dict[str, Any]] = field(default_factory=list)
     created: datetime | None = None
     #: The cache row id; set only when the server answered from its cache.
     cache_id: int | None = None
@@ -152,15 +86,20 @@ class ExecutionResult:
     path: str | None = None
 
     # -- derived views -------------------------------------------------------------------------
+    @cached_property
+    def items(self) -> tuple[OutputItem, ...]:
+        """``outputs`` parsed once into typed items, in order."""
+        return tuple(parse_output(item) for item in self.outputs)
+
     @property
     def from_cache(self) -> bool:
         return self.cache_id is not None
 
     def _streams(self, name: str) -> str:
         return "".join(
-            stream_text(item)
-            for item in self.outputs
-            if item_kind(item) == "stream" and item.get("name") == name
+            item.text
+            for item in self.items
+            if isinstance(item, Stream | TruncationNotice) and item.name == name
         )
 
     @property
@@ -175,42 +114,37 @@ class ExecutionResult:
     @property
     def data(self) -> list[dict[str, Any]]:
         """The MIME bundles of rich outputs (execute_result and display_data), in order."""
-        return [dict(item["data"]) for item in self.outputs if item_kind(item) == "data"]
+        return [dict(item.data) for item in self.items if isinstance(item, RichOutput)]
 
     @property
     def text(self) -> str:
         """The ``text/plain`` of every rich output, one per line, e.g. ``7 * 17^2``."""
         return "\n".join(
-            str(bundle["text/plain"]) for bundle in self.data if "text/plain" in bundle
+            item.text
+            for item in self.items
+            if isinstance(item, RichOutput) and item.text is not None
         )
 
     @property
     def images(self) -> list[Image]:
         """Decoded images (PNG, JPEG, GIF, WebP as base64; SVG as text)."""
-        found: list[Image] = []
-        for index, item in enumerate(self.outputs):
-            if item_kind(item) != "data":
-                continue
-            for mime, value in item["data"].items():
-                if mime not in _IMAGE_EXTENSIONS or not isinstance(value, str):
-                    continue
-                if mime == "image/svg+xml":
-                    content = value.encode("utf-8")
-                else:
-                    try:
-                        content = base64.b64decode(value, validate=False)
-                    except (binascii.Error, ValueError):
-                        continue
-                found.append(Image(mime=mime, content=content, index=index))
-        return found
+        return [
+            image
+            for index, item in enumerate(self.items)
+            if isinstance(item, RichOutput)
+            for image in item.images(index)
+        ]
+
+    @property
+    def errors(self) -> list[RemoteError]:
+        """Every exception the remote code raised, in order."""
+        return [item.error for item in self.items if isinstance(item, ErrorOutput)]
 
     @property
     def error(self) -> RemoteError | None:
         """The first exception raised by the remote code, if any."""
-        for item in self.outputs:
-            if item_kind(item) == "error":
-                return remote_error(item)
-        return None
+        errors = self.errors
+        return errors[0] if errors else None
 
     @property
     def ok(self) -> bool:
@@ -220,16 +154,13 @@ class ExecutionResult:
     @property
     def timed_out(self) -> bool:
         """True when the server interrupted the cell at its per-cell time limit."""
-        errors = [item for item in self.outputs if item_kind(item) == "error"]
-        if not errors:
-            return False
-        last = errors[-1]
-        return last.get("ename") == "KeyboardInterrupt" and not last.get("evalue")
+        errors = self.errors
+        return bool(errors) and errors[-1].is_interrupt
 
     @property
     def truncated(self) -> bool:
         """True when CoCalc cut the output at its per-cell or total limit."""
-        return any(_is_truncation_notice(item) for item in self.outputs)
+        return any(isinstance(item, TruncationNotice) for item in self.items)
 
     def raise_for_error(self) -> ExecutionResult:
         """Raise :class:`CocalcExecutionError` if the remote code failed; else return self."""
@@ -248,7 +179,7 @@ class ExecutionResult:
             paths.append(path)
         return paths
 
-    def __iter__(self) -> Iterator[OutputItem]:
+    def __iter__(self) -> Iterator[dict[str, Any]]:
         return iter(self.outputs)
 
     def __len__(self) -> int:

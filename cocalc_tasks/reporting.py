@@ -9,15 +9,25 @@ from __future__ import annotations
 import base64
 import binascii
 import html
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 from cocalc_tasks.config import DEFAULT_MAX_CHARS
-from cocalc_tasks.models import ExecutionResult, item_kind, remote_error, stream_text, strip_ansi
+from cocalc_tasks.models import ExecutionResult
+from cocalc_tasks.output_items import (
+    IMAGE_EXTENSIONS,
+    ErrorOutput,
+    OutputItem,
+    RichOutput,
+    Stream,
+    TruncationNotice,
+    strip_ansi,
+)
 
 __all__ = ["DEFAULT_MAX_CHARS", "compact_dict", "log_records", "to_markdown"]
 
-_IMAGE_MIMES = ("image/png", "image/jpeg", "image/gif", "image/webp", "image/svg+xml")
+#: Images a markdown report can embed as data URIs (SVG is text, not base64).
+_RASTERS = tuple(mime for mime in IMAGE_EXTENSIONS if mime != "image/svg+xml")
 
 
 def cut(text: str, max_chars: int) -> str:
@@ -35,45 +45,46 @@ def log_records(
     Levels are ``info`` for stdout and results, ``warning`` for stderr and truncation, and
     ``error`` for the remote exception with its traceback.
     """
-    for item in result.outputs:
-        kind = item_kind(item)
-        if kind == "stream":
-            text = stream_text(item)
-            level = "warning" if item.get("name") == "stderr" or "output_type" in item else "info"
-            label = "stderr" if item.get("name") == "stderr" else "stdout"
-            yield level, f"[{label}] {cut(strip_ansi(text).rstrip(), max_chars)}"
-        elif kind == "data":
-            data = item["data"]
-            if "text/plain" in data:
-                yield "info", f"[result] {cut(strip_ansi(str(data['text/plain'])), max_chars)}"
-            others = sorted(set(data) - {"text/plain"})
-            if others:
-                yield "info", f"[display] {', '.join(others)}"
+    for item in result.items:
+        match item:
+            case TruncationNotice(name=name, text=text):
+                yield "warning", f"[{name}] {text}"
+            case Stream(name=name, text=text):
+                level = "warning" if name == "stderr" else "info"
+                label = "stderr" if name == "stderr" else "stdout"
+                yield level, f"[{label}] {cut(strip_ansi(text).rstrip(), max_chars)}"
+            case RichOutput(data=data):
+                if item.text is not None:
+                    yield "info", f"[result] {cut(strip_ansi(item.text), max_chars)}"
+                others = sorted(set(data) - {"text/plain"})
+                if others:
+                    yield "info", f"[display] {', '.join(others)}"
     error = result.error
     if error is not None:
         yield "error", f"[error] {error}\n{cut(error.traceback, max_chars)}"
 
 
-def _compact_item(item: Mapping[str, Any], max_chars: int, image_refs: Sequence[str]) -> Any:
-    kind = item_kind(item)
-    if kind == "stream" and isinstance(item.get("text"), str):
-        return {**item, "text": cut(item["text"], max_chars)}
-    if kind == "data":
-        data = {}
-        for mime, value in item["data"].items():
-            if mime in _IMAGE_MIMES and isinstance(value, str):
-                data[mime] = (
-                    image_refs[0] if image_refs else f"<{mime}: {_size(value)} bytes omitted>"
-                )
-            elif isinstance(value, str):
-                data[mime] = cut(value, max_chars)
-            else:
-                data[mime] = value
-        return {**item, "data": data}
-    if kind == "error":
-        tb = item.get("traceback") or []
-        return {**item, "traceback": [cut(str(line), max_chars) for line in tb][:200]}
-    return dict(item)
+def _compact_item(item: OutputItem, max_chars: int, image_refs: Sequence[str]) -> Any:
+    """One raw item kept small; each image MIME type takes the next of ``image_refs``."""
+    raw = item.raw
+    match item:
+        case Stream() if isinstance(raw.get("text"), str):
+            return {**raw, "text": cut(item.text, max_chars)}
+        case RichOutput(data=data):
+            refs = iter(image_refs)
+            small = {}
+            for mime, value in data.items():
+                if mime in IMAGE_EXTENSIONS and isinstance(value, str):
+                    small[mime] = next(refs, f"<{mime}: {_size(value)} bytes omitted>")
+                elif isinstance(value, str):
+                    small[mime] = cut(value, max_chars)
+                else:
+                    small[mime] = value
+            return {**raw, "data": small}
+        case ErrorOutput(error=error):
+            lines = [cut(line, max_chars) for line in error.raw_traceback[:200]]
+            return {**raw, "traceback": lines}
+    return dict(raw)
 
 
 def _size(b64: str) -> int:
@@ -105,7 +116,7 @@ def compact_dict(
         refs.setdefault(image.index, []).append(str(path))
     summary["outputs"] = [
         _compact_item(item, max_chars, refs.get(index, []))
-        for index, item in enumerate(result.outputs)
+        for index, item in enumerate(result.items)
     ]
     summary["images"] = [str(p) for p in image_paths]
     return summary
@@ -128,31 +139,23 @@ def to_markdown(
         + (f" · {result.elapsed:.2f} s" if result.elapsed is not None else ""),
         "",
     ]
-    for item in result.outputs:
-        kind = item_kind(item)
-        if kind == "stream":
-            text = stream_text(item)
-            lines += [
-                f"**{item.get('name', 'stdout')}**",
-                "```",
-                cut(strip_ansi(text), max_chars).rstrip(),
-                "```",
-            ]
-        elif kind == "data":
-            data = item["data"]
-            image = next((m for m in _IMAGE_MIMES if m in data and m != "image/svg+xml"), None)
-            if image and len(data[image]) <= max_image_bytes:
-                lines.append(f"![output](data:{image};base64,{data[image]})")
-            elif image:
-                lines.append(f"*({image}, {_size(data[image])} bytes, not embedded)*")
-            elif "text/plain" in data:
-                lines += ["```", cut(strip_ansi(str(data["text/plain"])), max_chars), "```"]
-        elif kind == "error":
-            error = remote_error(item)
-            lines += [
-                f"**error** `{html.escape(error.ename)}`",
-                "```",
-                cut(error.traceback, max_chars),
-                "```",
-            ]
+    for item in result.items:
+        match item:
+            case Stream(name=name, text=text) | TruncationNotice(name=name, text=text):
+                lines += [f"**{name}**", "```", cut(strip_ansi(text), max_chars).rstrip(), "```"]
+            case RichOutput(data=data):
+                image = next((m for m in _RASTERS if m in data), None)
+                if image and len(data[image]) <= max_image_bytes:
+                    lines.append(f"![output](data:{image};base64,{data[image]})")
+                elif image:
+                    lines.append(f"*({image}, {_size(data[image])} bytes, not embedded)*")
+                elif item.text is not None:
+                    lines += ["```", cut(strip_ansi(item.text), max_chars), "```"]
+            case ErrorOutput(error=error):
+                lines += [
+                    f"**error** `{html.escape(error.ename)}`",
+                    "```",
+                    cut(error.traceback, max_chars),
+                    "```",
+                ]
     return "\n".join(lines) + "\n"

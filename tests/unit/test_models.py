@@ -144,3 +144,44 @@ def test_public_surface_is_complete_and_lazy() -> None:
     code = "import sys, cocalc_tasks; print('requests' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
+
+
+def test_items_are_parsed_once_into_typed_outputs() -> None:
+    from cocalc_tasks.output_items import (
+        ClearOutput,
+        ErrorOutput,
+        OtherOutput,
+        RichOutput,
+        Stream,
+        TruncationNotice,
+    )
+
+    raw = [
+        {"name": "stdout", "text": "a\n"},
+        {"name": "stdout", "output_type": "stream", "text": ["Output truncated since it exceeded x"]},
+        {"data": {"text/plain": "2"}, "execution_count": 3},
+        {"wait": True},
+        {"ename": "E", "evalue": "v", "traceback": ["\x1b[31mE: v\x1b[0m"]},
+        {"status": "ok"},
+    ]
+    r = make(*raw)
+    kinds = [type(item) for item in r.items]
+    assert kinds == [Stream, TruncationNotice, RichOutput, ClearOutput, ErrorOutput, OtherOutput]
+    assert r.items is r.items  # parsed once
+    assert [item.raw for item in r.items] == raw  # nothing lost
+    rich = r.items[2]
+    assert isinstance(rich, RichOutput) and rich.execution_count == 3 and rich.text == "2"
+    error = r.items[4]
+    assert isinstance(error, ErrorOutput) and error.error.traceback == "E: v"
+
+
+def test_compact_dict_gives_each_image_of_a_bundle_its_own_path() -> None:
+    from cocalc_tasks.reporting import compact_dict
+
+    svg = "<svg xmlns='http://www.w3.org/2000/svg'/>"
+    r = make({"data": {"image/png": PNG, "image/svg+xml": svg, "text/plain": "<Figure>"}})
+    assert [i.mime for i in r.images] == ["image/png", "image/svg+xml"]
+    data = compact_dict(r, image_paths=["/out/0.png", "/out/1.svg"])["outputs"][0]["data"]
+    assert data["image/png"] == "/out/0.png"
+    assert data["image/svg+xml"] == "/out/1.svg"
+    assert data["text/plain"] == "<Figure>"
