@@ -8,11 +8,13 @@ the call. These are the functions the CLI, Airflow and Prefect layers call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import Unpack
 
 from cocalc_tasks.client import CocalcClient
 from cocalc_tasks.models import ExecutionResult, KernelSpec
+from cocalc_tasks.request import ExecuteOptions
 
 __all__ = ["execute_code", "list_kernels"]
 
@@ -32,30 +34,21 @@ def execute_code(
     input: str,
     kernel: str,
     *,
-    history: Sequence[str] | None = None,
-    project_id: str | None = None,
-    path: str | None = None,
-    no_cache: bool = False,
-    tag: str | None = None,
     api_key: str | None = None,
     host: str | None = None,
     client: CocalcClient | None = None,
+    **options: Unpack[ExecuteOptions],
 ) -> ExecutionResult:
     """Run code on a CoCalc kernel and return its outputs.
+
+    ``options``: ``history``, ``project_id``, ``path``, ``no_cache``, ``tag``
+    (see :class:`~cocalc_tasks.request.ExecuteOptions`).
 
     >>> execute_code("print(2+3)", kernel="python3").stdout  # doctest: +SKIP
     '5\\n'
     """
     with _client_for(client, api_key, host) as c:
-        return c.execute(
-            input,
-            kernel,
-            history=history,
-            project_id=project_id,
-            path=path,
-            no_cache=no_cache,
-            tag=tag,
-        )
+        return c.execute(input, kernel, **options)
 
 
 def list_kernels(

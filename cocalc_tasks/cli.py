@@ -8,6 +8,7 @@ Exit codes:
 2     bad usage or an invalid argument (nothing was sent)
 3     CoCalc refused the request (auth, permission, unknown kernel, API disabled)
 4     transient failure: connection, timeout, quota, server error; retry later
+5     ``hash --lookup``: the server's cache has no result for that hash
 ====  ==========================================================================
 """
 
@@ -22,9 +23,9 @@ from typing import Any, TextIO
 
 from cocalc_tasks.client import CocalcClient
 from cocalc_tasks.errors import CocalcError, CocalcValidationError
-from cocalc_tasks.hashing import compute_hash
 from cocalc_tasks.models import ExecutionResult
 from cocalc_tasks.output_items import ErrorOutput, RichOutput, Stream, TruncationNotice, strip_ansi
+from cocalc_tasks.request import ExecuteRequest
 
 __all__ = ["main"]
 
@@ -33,6 +34,7 @@ EXIT_REMOTE_ERROR = 1
 EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_TRANSIENT = 4
+EXIT_CACHE_MISS = 5
 
 
 def _add_client_options(parser: argparse.ArgumentParser) -> None:
@@ -61,7 +63,8 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="cocalc-tasks",
         description="Run code on CoCalc Jupyter kernels.",
-        epilog="exit codes: 0 ok, 1 remote exception, 2 usage, 3 refused, 4 transient",
+        epilog="exit codes: 0 ok, 1 remote exception, 2 usage, 3 refused, 4 transient, "
+        "5 cache miss (hash --lookup)",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -111,6 +114,19 @@ def _read_history(path: Path | None) -> list[str] | None:
     raise CocalcValidationError(f"{path}: a JSON history must be a list of strings")
 
 
+def _request(args: argparse.Namespace) -> ExecuteRequest:
+    """The one request that ``exec`` sends and ``hash`` digests."""
+    return ExecuteRequest(
+        _read_code(args),
+        args.kernel,
+        history=_read_history(args.history_file) or (),
+        project_id=args.project_id,
+        path=args.path,
+        no_cache=getattr(args, "no_cache", False),
+        tag=getattr(args, "tag", None),
+    )
+
+
 def _client(args: argparse.Namespace) -> CocalcClient:
     kwargs: dict[str, Any] = {"api_key": args.api_key, "host": args.host}
     if args.timeout is not None:
@@ -151,18 +167,9 @@ def _cmd_kernels(args: argparse.Namespace) -> int:
 
 
 def _cmd_exec(args: argparse.Namespace) -> int:
-    code = _read_code(args)
-    history = _read_history(args.history_file)
+    request = _request(args)
     with _client(args) as client:
-        result = client.execute(
-            code,
-            args.kernel,
-            history=history,
-            project_id=args.project_id,
-            path=args.path,
-            no_cache=args.no_cache,
-            tag=args.tag,
-        )
+        result = client.send(request)
     if args.save_images is not None:
         for path in result.save_images(args.save_images):
             print(f"saved {path}", file=sys.stderr)
@@ -174,17 +181,15 @@ def _cmd_exec(args: argparse.Namespace) -> int:
 
 
 def _cmd_hash(args: argparse.Namespace) -> int:
-    code = _read_code(args)
-    history = _read_history(args.history_file)
-    digest = compute_hash(code, args.kernel, history, args.project_id, args.path)
+    request = _request(args)
     if not args.lookup:
-        print(digest)
+        print(request.hash)
         return EXIT_OK
     with _client(args) as client:
-        result = client.cached(digest)
+        result = client.cached(request.hash)
     if result is None:
-        print(f"{digest}: not in the server's cache", file=sys.stderr)
-        return EXIT_REFUSED
+        print(f"{request.hash}: not in the server's cache", file=sys.stderr)
+        return EXIT_CACHE_MISS
     print_outputs(result, sys.stdout, sys.stderr)
     return EXIT_OK if result.ok else EXIT_REMOTE_ERROR
 

@@ -9,9 +9,8 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, Unpack
 
 import requests
 from urllib3.exceptions import ReadTimeoutError
@@ -25,10 +24,10 @@ from cocalc_tasks.errors import (
     CocalcTimeoutError,
     error_from_message,
 )
-from cocalc_tasks.hashing import compute_hash
 from cocalc_tasks.models import ExecutionResult, KernelSpec
+from cocalc_tasks.request import ExecuteOptions, ExecuteRequest
 from cocalc_tasks.transport import AbortableAdapter, build_retry
-from cocalc_tasks.validation import validate_execute, validate_hash, validate_project_id
+from cocalc_tasks.validation import validate_hash, validate_project_id
 
 __all__ = ["CocalcClient"]
 
@@ -131,42 +130,32 @@ class CocalcClient:
         input: str,
         kernel: str,
         *,
-        history: Sequence[str] | None = None,
-        project_id: str | None = None,
-        path: str | None = None,
-        no_cache: bool = False,
-        tag: str | None = None,
         timeout: Timeout | None = None,
+        **options: Unpack[ExecuteOptions],
     ) -> ExecutionResult:
         """Run ``input`` on a fresh ``kernel`` after replaying ``history``; return its outputs.
 
+        ``options`` are those of :class:`~cocalc_tasks.request.ExecuteOptions`: ``history``,
+        ``project_id`` (default: the client's), ``path``, ``no_cache`` and ``tag``.
         A remote exception does not raise here: check ``result.ok`` or call
         ``result.raise_for_error()``.
         """
-        project_id = project_id if project_id is not None else self.project_id
-        history_list = validate_execute(input, kernel, history, project_id, path)
-        body: dict[str, Any] = {"input": input, "kernel": kernel}
-        if history_list:
-            body["history"] = history_list
-        if project_id is not None:
-            body["project_id"] = project_id
-        if path is not None:
-            body["path"] = path
-        if no_cache:
-            body["noCache"] = True
-        if tag is not None:
-            body["tag"] = tag
+        return self.send(ExecuteRequest.build(input, kernel, **options), timeout=timeout)
+
+    def send(self, request: ExecuteRequest, *, timeout: Timeout | None = None) -> ExecutionResult:
+        """Run a prepared :class:`ExecuteRequest` (in the client's project if it names none)."""
+        request = request.with_default_project(self.project_id)
         started = time.monotonic()
-        response = self._post(EXECUTE_PATH, body, timeout)
+        response = self._post(EXECUTE_PATH, request.body(), timeout)
         elapsed = time.monotonic() - started
-        log.debug("executed on kernel %s in %.3f s", kernel, elapsed)
+        log.debug("executed on kernel %s in %.3f s", request.kernel, elapsed)
         return self._result(
             response,
-            kernel=kernel,
-            hash=compute_hash(input, kernel, history_list, project_id, path),
+            kernel=request.kernel,
+            hash=request.hash,
             elapsed=elapsed,
-            project_id=project_id,
-            path=path,
+            project_id=request.project_id,
+            path=request.path,
         )
 
     def kernels(self, project_id: str | None = None) -> list[KernelSpec]:

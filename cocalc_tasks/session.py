@@ -17,6 +17,7 @@ from collections.abc import Sequence
 
 from cocalc_tasks.client import CocalcClient
 from cocalc_tasks.models import ExecutionResult
+from cocalc_tasks.request import ExecuteRequest
 
 __all__ = ["KernelSession"]
 
@@ -56,14 +57,10 @@ class KernelSession:
 
     def run(self, code: str, *, no_cache: bool = False) -> ExecutionResult:
         """Run ``code`` after the history; keep it in the history only if it raised nothing."""
-        result = self.client.execute(
-            code,
-            self.kernel,
-            history=self.history,
-            project_id=self.project_id,
-            path=self.path,
-            no_cache=no_cache,
+        request = ExecuteRequest(
+            code, self.kernel, tuple(self.history), self.project_id, self.path, no_cache
         )
+        result = self.client.send(request)
         if result.ok:
             self.history.append(code)
             if self.history_chars > self.warn_history_chars:

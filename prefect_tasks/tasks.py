@@ -14,6 +14,7 @@ it never holds the API key.
 from __future__ import annotations
 
 import asyncio
+import functools
 import re
 from collections.abc import Sequence
 from typing import Any
@@ -24,8 +25,9 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 from prefect.states import State
 
-from cocalc_tasks import CocalcError, CocalcExecutionError, ExecutionResult, compute_hash
+from cocalc_tasks import CocalcError, CocalcExecutionError, ExecutionResult
 from cocalc_tasks.reporting import compact_dict, log_records, to_markdown
+from cocalc_tasks.request import ExecuteRequest
 from prefect_tasks.credentials import CocalcCredentials
 
 __all__ = [
@@ -49,7 +51,11 @@ def retry_on_transient(task: Task[..., Any], task_run: Any, state: State[Any]) -
 
 
 class CocalcContentHash(CachePolicy):
-    """Cache key = CoCalc's content hash of the request plus the server URL."""
+    """Cache key = CoCalc's content hash of the request, the server URL and the return shape.
+
+    A call with ``no_cache=True`` is never cached, and ``as_dict`` is part of the key, so a
+    call that asks for a dict is never handed a cached ``ExecutionResult`` (or the reverse).
+    """
 
     def compute_key(
         self,
@@ -59,15 +65,13 @@ class CocalcContentHash(CachePolicy):
         **kwargs: Any,
     ) -> str | None:
         credentials: CocalcCredentials = inputs["credentials"]
-        digest = compute_hash(
-            inputs["input"],
-            inputs["kernel"],
-            inputs.get("history"),
-            inputs.get("project_id") or credentials.project_id,
-            inputs.get("path"),
-        )
+        request = ExecuteRequest.from_mapping({**inputs, "history": inputs.get("history") or ()})
+        if request.no_cache:
+            return None
+        request = request.with_default_project(credentials.project_id)
         host = re.sub(r"[^a-z0-9]+", "-", credentials.host.lower())
-        return f"cocalc-{host}-{digest}"
+        shape = "dict" if inputs.get("as_dict") else "result"
+        return f"cocalc-{host}-{request.hash}-{shape}"
 
 
 #: Opt-in cache policy: ``execute_code.with_options(cache_policy=COCALC_CONTENT_HASH)``.
@@ -84,51 +88,7 @@ _TASK_OPTIONS: dict[str, Any] = {
 }
 
 
-def _report(
-    result: ExecutionResult, *, artifact_key: str | None, fail_on_error: bool, as_dict: bool
-) -> ExecutionResult | dict[str, Any]:
-    logger = get_run_logger()
-    source = "cache" if result.from_cache else "computed"
-    logger.info(
-        "CoCalc kernel %s answered (%s) in %.2f s", result.kernel, source, result.elapsed or 0.0
-    )
-    for level, message in log_records(result):
-        getattr(logger, level)("%s", message)
-    if artifact_key is not None:
-        create_markdown_artifact(
-            markdown=to_markdown(result, title=f"CoCalc: {result.kernel}"),
-            key=artifact_key,
-            description=f"Outputs of a CoCalc {result.kernel} run",
-        )
-    if not result.ok and fail_on_error:
-        raise CocalcExecutionError(result)
-    return compact_dict(result) if as_dict else result
-
-
-def _run(
-    credentials: CocalcCredentials,
-    input: str,
-    kernel: str,
-    history: Sequence[str] | None,
-    project_id: str | None,
-    path: str | None,
-    no_cache: bool,
-    tag: str | None,
-) -> ExecutionResult:
-    with credentials.get_client() as client:
-        return client.execute(
-            input,
-            kernel,
-            history=history,
-            project_id=project_id,
-            path=path,
-            no_cache=no_cache,
-            tag=tag,
-        )
-
-
-@task(**_TASK_OPTIONS)
-def execute_code(
+def _execute_code(
     credentials: CocalcCredentials,
     input: str,
     kernel: str,
@@ -171,30 +131,42 @@ def execute_code(
             return execute_code(credentials, "factor(2023)", kernel="sage-10.4").text
         ```
     """
-    result = _run(credentials, input, kernel, history, project_id, path, no_cache, tag)
-    return _report(result, artifact_key=artifact_key, fail_on_error=fail_on_error, as_dict=as_dict)
+    request = ExecuteRequest(input, kernel, history or (), project_id, path, no_cache, tag)
+    with credentials.get_client() as client:
+        result = client.send(request)
+    logger = get_run_logger()
+    source = "cache" if result.from_cache else "computed"
+    logger.info(
+        "CoCalc kernel %s answered (%s) in %.2f s", result.kernel, source, result.elapsed or 0.0
+    )
+    for level, message in log_records(result):
+        getattr(logger, level)("%s", message)
+    if artifact_key is not None:
+        # _sync: this always runs synchronously (in a worker thread for aexecute_code), where
+        # Prefect's dispatch would otherwise hand back a coroutine because the task is async.
+        create_markdown_artifact(
+            markdown=to_markdown(result, title=f"CoCalc: {result.kernel}"),
+            key=artifact_key,
+            description=f"Outputs of a CoCalc {result.kernel} run",
+            _sync=True,  # type: ignore[call-arg]
+        )
+    if not result.ok and fail_on_error:
+        raise CocalcExecutionError(result)
+    return compact_dict(result) if as_dict else result
+
+
+execute_code = task(**_TASK_OPTIONS)(_execute_code)
 
 
 @task(**_TASK_OPTIONS)
-async def aexecute_code(
-    credentials: CocalcCredentials,
-    input: str,
-    kernel: str,
-    history: Sequence[str] | None = None,
-    project_id: str | None = None,
-    path: str | None = None,
-    no_cache: bool = False,
-    tag: str | None = None,
-    artifact_key: str | None = None,
-    fail_on_error: bool = True,
-    as_dict: bool = False,
-) -> ExecutionResult | dict[str, Any]:
-    """The async twin of :func:`execute_code` (the HTTP call runs in a worker thread, so a
-    task ``timeout_seconds`` cancels the wait at once)."""
-    result = await asyncio.to_thread(
-        _run, credentials, input, kernel, history, project_id, path, no_cache, tag
-    )
-    return _report(result, artifact_key=artifact_key, fail_on_error=fail_on_error, as_dict=as_dict)
+@functools.wraps(_execute_code)
+async def aexecute_code(*args: Any, **kwargs: Any) -> ExecutionResult | dict[str, Any]:
+    """The async twin of :func:`execute_code`, with the same parameters.
+
+    The whole call (HTTP, logging, the artifact) runs in a worker thread, so the event loop is
+    never blocked and a task ``timeout_seconds`` cancels the wait at once.
+    """
+    return await asyncio.to_thread(_execute_code, *args, **kwargs)
 
 
 @task(

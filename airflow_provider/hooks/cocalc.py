@@ -12,9 +12,8 @@ Example ``AIRFLOW_CONN_COCALC_DEFAULT`` (JSON form)::
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from functools import cached_property
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Unpack
 
 from airflow.sdk import BaseHook
 
@@ -24,6 +23,7 @@ from cocalc_tasks.errors import CocalcError
 if TYPE_CHECKING:  # the client (and requests) load on first use, not at DAG parsing
     from cocalc_tasks.client import CocalcClient
     from cocalc_tasks.models import ExecutionResult, KernelSpec
+    from cocalc_tasks.request import ExecuteOptions, ExecuteRequest
 
 __all__ = ["CocalcHook"]
 
@@ -108,26 +108,14 @@ class CocalcHook(BaseHook):
 
     # -- API -----------------------------------------------------------------------------------
     def execute(
-        self,
-        input: str,
-        kernel: str,
-        *,
-        history: Sequence[str] | None = None,
-        project_id: str | None = None,
-        path: str | None = None,
-        no_cache: bool = False,
-        tag: str | None = None,
+        self, input: str, kernel: str, **options: Unpack[ExecuteOptions]
     ) -> ExecutionResult:
         """Run code; ``project_id`` defaults to the connection's."""
-        return self.client.execute(
-            input,
-            kernel,
-            history=history,
-            project_id=project_id,
-            path=path,
-            no_cache=no_cache,
-            tag=tag,
-        )
+        return self.client.execute(input, kernel, **options)
+
+    def send(self, request: ExecuteRequest) -> ExecutionResult:
+        """Run a prepared request; ``project_id`` defaults to the connection's."""
+        return self.client.send(request)
 
     def list_kernels(self, project_id: str | None = None) -> list[KernelSpec]:
         return self.client.kernels(project_id)

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
@@ -40,12 +40,16 @@ class CocalcProjectLink(BaseOperatorLink):
         return str(XCom.get_value(key=PROJECT_URL_KEY, ti_key=ti_key) or "")
 
 
-def _fail(error: CocalcError) -> Exception:
-    """Airflow's view of an error: permanent ones skip the task's retries."""
+def fail(error: CocalcError) -> NoReturn:
+    """Raise Airflow's view of ``error``: permanent errors skip the task's retries.
+
+    A transient error is raised as it is (its own traceback, no cause chained to itself); a
+    permanent one becomes ``AirflowFailException`` caused by it.
+    """
     if error.transient:
-        return error
+        raise error
     message = error.full_message if isinstance(error, CocalcExecutionError) else str(error)
-    return AirflowFailException(message)
+    raise AirflowFailException(message) from error
 
 
 class CocalcExecuteOperator(BaseOperator):
@@ -135,27 +139,30 @@ class CocalcExecuteOperator(BaseOperator):
         return path.read_text(encoding="utf-8")
 
     def execute(self, context: Context) -> dict[str, Any]:
+        from cocalc_tasks.request import ExecuteRequest
+
         hook = self.hook
         project_id = self.project_id or hook.project_id
         try:
-            result = hook.execute(
+            request = ExecuteRequest(
                 self._code(),
                 self.kernel,
-                history=self.history,
-                project_id=project_id,
-                path=self.path,
-                no_cache=self.no_cache,
-                tag=self.tag,
+                self.history or (),
+                project_id,
+                self.path,
+                self.no_cache,
+                self.tag,
             )
+            result = hook.send(request)
         except CocalcError as exc:
-            raise _fail(exc) from exc
+            fail(exc)
         self._log(result)
         # Always pushed (empty without a project): the link is resolved at task end.
         url = f"{hook.base_url}/projects/{project_id}" if project_id else ""
         context["ti"].xcom_push(key=PROJECT_URL_KEY, value=url)
         paths = self._save_images(result, context) if self.save_images_to else []
         if not result.ok and self.fail_on_error:
-            raise _fail(CocalcExecutionError(result))
+            fail(CocalcExecutionError(result))
         from cocalc_tasks.reporting import compact_dict
 
         return compact_dict(result, max_chars=self.max_xcom_chars, image_paths=paths)
@@ -220,6 +227,6 @@ class CocalcListKernelsOperator(BaseOperator):
         try:
             kernels = hook.list_kernels(self.project_id)
         except CocalcError as exc:
-            raise _fail(exc) from exc
+            fail(exc)
         self.log.info("kernels: %s", ", ".join(k.name for k in kernels))
         return {"names": [k.name for k in kernels], "kernels": [k.to_dict() for k in kernels]}

@@ -95,6 +95,23 @@ def test_permanent_api_errors_fail_and_transient_ones_retry() -> None:
     with pytest.raises(Exception) as info:
         run(op, load_fixture("error_quota_account.json"))
     assert not isinstance(info.value, AirflowFailException)
+    assert_no_cause_loop(info.value)
+    with pytest.raises(AirflowFailException) as failed:
+        run(op, load_fixture("error_unknown_kernel.json"))
+    assert_no_cause_loop(failed.value)
+
+
+def assert_no_cause_loop(error: BaseException) -> None:
+    """The chain a traceback renderer follows (``__cause__``, else ``__context__``) ends: no
+    exception is chained to itself, which sends some log renderers into a loop."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None:
+        assert id(current) not in seen, f"{current!r} appears twice in its own cause chain"
+        seen.add(id(current))
+        current = current.__cause__ or (
+            None if current.__suppress_context__ else current.__context__
+        )
 
 
 def test_templating_renders_fields() -> None:

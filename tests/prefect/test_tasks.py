@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from typing import Any
 
 import pytest
 from prefect import flow, unmapped
@@ -137,12 +138,32 @@ def test_opt_in_content_hash_cache(credentials: CocalcCredentials) -> None:
     code = "import uuid; print(uuid.uuid4())"
 
     @flow
-    def f() -> list[str]:
-        first = cached(credentials, code, kernel="python3", no_cache=True)
-        second = cached(credentials, code, kernel="python3", no_cache=True)
-        third = execute_code(credentials, code, kernel="python3", no_cache=True)
-        return [first.stdout, second.stdout, third.stdout]
+    def f() -> list[Any]:
+        return [
+            cached(credentials, code, kernel="python3", return_state=True),
+            cached(credentials, code, kernel="python3", return_state=True),
+            cached(credentials, code, kernel="python3", as_dict=True, return_state=True),
+            cached(credentials, code, kernel="python3", no_cache=True, return_state=True),
+            cached(credentials, code, kernel="python3", no_cache=True, return_state=True),
+        ]
 
-    first, second, third = f()
-    assert first == second, "the second call must come from Prefect's cache"
-    assert third != first, "the default policy (NO_CACHE) computes again"
+    first, second, as_dict, fresh1, fresh2 = f()
+    assert second.name == "Cached", "the same request must come from Prefect's cache"
+    assert second.result().stdout == first.result().stdout
+    assert as_dict.name != "Cached", "as_dict is part of the key"
+    assert isinstance(as_dict.result(), dict)
+    assert "Cached" not in (fresh1.name, fresh2.name), "no_cache=True is never cached"
+    assert fresh1.result().stdout != fresh2.result().stdout
+
+
+def test_async_task_creates_its_artifact(credentials: CocalcCredentials) -> None:
+    @flow
+    async def f() -> str:
+        result = await aexecute_code(
+            credentials, "print('art')", kernel="python3", artifact_key="cocalc-async-art"
+        )
+        return str(result.stdout)
+
+    assert asyncio.run(f()) == "art\n"
+    found = artifacts("cocalc-async-art")
+    assert found and "art" in found[0].data

@@ -148,7 +148,7 @@ def test_hash_offline_and_lookup(capsys: pytest.CaptureFixture[str]) -> None:
     with requests_mock.Mocker() as m:
         m.post(EXECUTE, json=load_fixture("execute_hash_miss.json"))
         code, _, err = run(capsys, "hash", "--host", HOST, "-k", "python3", "--lookup", "2+3")
-        assert code == 3 and "not in the server's cache" in err
+        assert code == 5 and "not in the server's cache" in err
         assert m.last_request.json() == {"hash": compute_hash("2+3", "python3")}
         m.post(EXECUTE, json=load_fixture("execute_stdout_and_result_cache_hit.json"))
         code, out, _ = run(capsys, "hash", "--host", HOST, "-k", "python3", "--lookup", "x")

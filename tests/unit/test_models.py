@@ -158,7 +158,11 @@ def test_items_are_parsed_once_into_typed_outputs() -> None:
 
     raw = [
         {"name": "stdout", "text": "a\n"},
-        {"name": "stdout", "output_type": "stream", "text": ["Output truncated since it exceeded x"]},
+        {
+            "name": "stdout",
+            "output_type": "stream",
+            "text": ["Output truncated since it exceeded x"],
+        },
         {"data": {"text/plain": "2"}, "execution_count": 3},
         {"wait": True},
         {"ename": "E", "evalue": "v", "traceback": ["\x1b[31mE: v\x1b[0m"]},
