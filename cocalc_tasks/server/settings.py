@@ -1,57 +1,289 @@
-"""Server settings: command-line options, each also settable as a ``COCALC_SERVER_*`` variable.
+"""Server settings, each declared once: type, default, flag, variable, help and bounds.
+
+Every field of :class:`ServerSettings` carries its declaration in ``metadata``; the
+``cocalc-tasks serve`` options, the ``COCALC_SERVER_*`` variables, the JSON ``--config`` keys,
+the checks and the README's table are all generated from it. Options win over the environment,
+which wins over the config file, which wins over defaults; repeatable options (``--api-key``,
+``--project-key``, ``--kernel-alias``, ``--kernel-pool``) add to what the lower layers set.
 
 This module imports nothing from the ``server`` extra, so ``cocalc-tasks --help`` stays fast.
-Options win over the environment, which wins over a JSON ``--config`` file, which wins over
-defaults.
+``python -m cocalc_tasks.server.settings`` prints the README table.
 """
 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-__all__ = ["ServerSettings", "SettingsError", "add_serve_arguments", "settings_from_args"]
+__all__ = [
+    "ServerSettings",
+    "SettingsError",
+    "add_serve_arguments",
+    "declarations",
+    "settings_from_args",
+    "settings_table",
+]
 
 ENV_PREFIX = "COCALC_SERVER_"
+CONFIG_ENV = ENV_PREFIX + "CONFIG"
 
 
 class SettingsError(ValueError):
-    """A server option is invalid."""
+    """A server setting is invalid; the message names the option and its variable."""
+
+
+# -- value kinds: how text (environment, command line) or JSON (config file) becomes a value --
+
+
+def _split(value: str) -> list[str]:
+    return [v.strip() for v in value.split(",") if v.strip()]
+
+
+def _to_list(raw: Any) -> tuple[str, ...]:
+    items = raw if isinstance(raw, list) else _split(str(raw))
+    return tuple(str(v) for v in items)
+
+
+def _to_pairs(raw: Any) -> dict[str, str]:
+    if isinstance(raw, dict):
+        return {str(k): str(v) for k, v in raw.items()}
+    out: dict[str, str] = {}
+    for item in raw if isinstance(raw, list) else _split(str(raw)):
+        name, sep, value = str(item).partition("=")
+        if not sep or not name.strip() or not value.strip():
+            raise ValueError(f"expected NAME=VALUE, got {item!r}")
+        out[name.strip()] = value.strip()
+    return out
+
+
+def _to_int_pairs(raw: Any) -> dict[str, int]:
+    return {name: _to_int(value) for name, value in _to_pairs(raw).items()}
+
+
+def _to_int(raw: Any) -> int:
+    if isinstance(raw, bool):
+        raise ValueError(f"expected a whole number, got {raw!r}")
+    try:
+        return int(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a whole number, got {raw!r}") from None
+
+
+def _to_float(raw: Any) -> float:
+    if isinstance(raw, bool):
+        raise ValueError(f"expected a number, got {raw!r}")
+    try:
+        return float(raw)
+    except (TypeError, ValueError):
+        raise ValueError(f"expected a number, got {raw!r}") from None
+
+
+def _to_bool(raw: Any) -> bool:
+    if isinstance(raw, bool):
+        return raw
+    lowered = str(raw).strip().lower()
+    if lowered in {"1", "true", "yes", "on"}:
+        return True
+    if lowered in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError(f"expected true or false, got {raw!r}")
+
+
+def _to_path(raw: Any) -> Path:
+    return Path(str(raw)).expanduser()
+
+
+_KINDS: dict[str, Callable[[Any], Any]] = {
+    "str": str,
+    "int": _to_int,
+    "float": _to_float,
+    "bool": _to_bool,
+    "path": _to_path,
+    "list": _to_list,
+    "pairs": _to_pairs,
+    "int_pairs": _to_int_pairs,
+}
+
+
+@dataclass(frozen=True)
+class Declaration:
+    """How one setting is named, read, shown and checked."""
+
+    name: str
+    kind: str
+    help: str
+    flag: str
+    env: str
+    #: ``--no-…`` spelling of a boolean flag, when it differs from ``--no-<flag>``.
+    negative: str | None = None
+    metavar: str | None = None
+    #: A repeatable option that adds to the environment's and config file's values.
+    repeatable: bool = False
+    minimum: float | None = None
+    secret: bool = False
+    shown_default: str | None = None
+
+    @property
+    def config_key(self) -> str:
+        return self.env.removeprefix(ENV_PREFIX)
+
+    @property
+    def label(self) -> str:
+        """How error messages name the setting: its option and its variable."""
+        return f"{self.flag} ({self.env})"
+
+    def parse(self, raw: Any, source: str) -> Any:
+        try:
+            return _KINDS[self.kind](raw)
+        except ValueError as exc:
+            raise SettingsError(f"{source}: {exc}") from None
+
+    def check(self, value: Any) -> None:
+        if self.minimum is None:
+            return
+        values = value.values() if isinstance(value, Mapping) else [value]
+        for one in values:
+            if isinstance(one, bool) or not isinstance(one, int | float):
+                raise SettingsError(f"{self.label} must be a number, got {one!r}")
+            if one < self.minimum:
+                bound = "positive" if 0 < self.minimum < 1 else f"at least {self.minimum:g}"
+                raise SettingsError(f"{self.label} must be {bound}, got {one!r}")
+
+
+def setting(
+    default: Any = dataclasses.MISSING,
+    *,
+    kind: str,
+    help: str,
+    factory: Callable[[], Any] | None = None,
+    flag: str | None = None,
+    env: str | None = None,
+    **declared: Any,
+) -> Any:
+    """A :class:`ServerSettings` field with its :class:`Declaration` (names filled in later)."""
+    meta = {"kind": kind, "help": help, "flag": flag, "env": env, **declared}
+    if factory is not None:
+        return field(default_factory=factory, repr=not declared.get("secret"), metadata=meta)
+    return field(default=default, repr=not declared.get("secret"), metadata=meta)
+
+
+_POSITIVE = 1e-9
 
 
 @dataclass(frozen=True)
 class ServerSettings:
-    host: str = "127.0.0.1"
-    port: int = 8765
-    data_dir: Path = field(default_factory=lambda: Path.home() / ".local/share/cocalc-tasks")
-    projects_root: Path | None = None
-    #: Kernels kept warm from start-up; others get a pool on first use.
-    kernels: tuple[str, ...] = ("python3",)
-    pool_size: int = 2
-    #: Per-kernelspec pool sizes, e.g. ``{"sagemath": 1}``.
-    kernel_pool_sizes: Mapping[str, int] = field(default_factory=dict)
-    kernel_aliases: Mapping[str, str] = field(default_factory=dict)
-    api_keys: tuple[str, ...] = field(default=(), repr=False)
-    project_keys: Mapping[str, str] = field(default_factory=dict, repr=False)
-    allow_anonymous: bool = True
-    cell_timeout: float = 15.0
-    project_cell_timeout: float = 30.0
-    max_output_per_cell: int = 500_000
-    max_output: int = 2_500_000
-    project_max_output_per_cell: int = 1_000_000
-    project_max_output: int = 5_000_000
-    max_concurrency: int = 8
-    max_parallel_starts: int = 4
-    max_body_bytes: int = 10 * 1024 * 1024
-    kernel_start_timeout: float = 60.0
-    #: Start ipykernel and bash kernels by forking a pre-imported process (forkserver.py).
-    fork_kernels: bool = True
-    cache_ttl_seconds: float = 30 * 24 * 3600.0
+    """The local server's settings. Invalid values raise :class:`SettingsError`."""
+
+    host: str = setting("127.0.0.1", kind="str", help="bind address")
+    port: int = setting(8765, kind="int", help="port, 0 for any free one", minimum=0)
+    data_dir: Path = setting(
+        kind="path",
+        factory=lambda: Path.home() / ".local/share/cocalc-tasks",
+        help="cache, job records, kernel state and scratch space",
+        shown_default="~/.local/share/cocalc-tasks",
+    )
+    projects_root: Path | None = setting(
+        None, kind="path", help="one directory per project_id", shown_default="DATA_DIR/projects"
+    )
+    kernels: tuple[str, ...] = setting(
+        ("python3",), kind="list", help="kernels kept warm from start-up, comma-separated"
+    )
+    pool_size: int = setting(2, kind="int", help="warm kernels per kernelspec", minimum=0)
+    kernel_pool_sizes: Mapping[str, int] = setting(
+        kind="int_pairs",
+        factory=dict,
+        flag="--kernel-pool",
+        env=ENV_PREFIX + "KERNEL_POOLS",
+        metavar="SPEC=N",
+        repeatable=True,
+        minimum=0,
+        help="pool size for one kernelspec, e.g. sagemath=1",
+    )
+    kernel_aliases: Mapping[str, str] = setting(
+        kind="pairs",
+        factory=dict,
+        flag="--kernel-alias",
+        metavar="NAME=KERNELSPEC",
+        repeatable=True,
+        help="serve a kernelspec under another name, e.g. sage-10.4=sagemath",
+    )
+    api_keys: tuple[str, ...] = setting(
+        (),
+        kind="list",
+        flag="--api-key",
+        metavar="KEY",
+        repeatable=True,
+        secret=True,
+        help="accepted account key (prefer the variable: argv is visible in ps)",
+    )
+    project_keys: Mapping[str, str] = setting(
+        kind="pairs",
+        factory=dict,
+        flag="--project-key",
+        metavar="KEY=PROJECT_ID",
+        repeatable=True,
+        secret=True,
+        help="key valid only for one project",
+    )
+    allow_anonymous: bool = setting(
+        True,
+        kind="bool",
+        negative="--no-anonymous",
+        help="serve the global pool without a key (--no-anonymous: require a key)",
+    )
+    cell_timeout: float = setting(
+        15.0, kind="float", minimum=_POSITIVE, help="per-cell seconds in the global pool"
+    )
+    project_cell_timeout: float = setting(
+        30.0, kind="float", minimum=_POSITIVE, help="per-cell seconds in a project"
+    )
+    max_output_per_cell: int = setting(
+        500_000, kind="int", minimum=1, help="output characters per cell, global pool"
+    )
+    max_output: int = setting(
+        2_500_000, kind="int", minimum=1, help="output characters per call, global pool"
+    )
+    project_max_output_per_cell: int = setting(
+        1_000_000, kind="int", minimum=1, help="output characters per cell in a project"
+    )
+    project_max_output: int = setting(
+        5_000_000, kind="int", minimum=1, help="output characters per call in a project"
+    )
+    max_concurrency: int = setting(8, kind="int", minimum=1, help="executions running at once")
+    max_parallel_starts: int = setting(
+        4, kind="int", minimum=1, help="kernels starting at once (pool refills)"
+    )
+    max_body_bytes: int = setting(
+        10 * 1024 * 1024, kind="int", minimum=1, help="largest request body accepted"
+    )
+    kernel_start_timeout: float = setting(
+        60.0, kind="float", minimum=_POSITIVE, help="seconds a kernel may take to start"
+    )
+    fork_kernels: bool = setting(
+        True,
+        kind="bool",
+        help="start ipykernel/bash kernels by forking a pre-imported process; "
+        "--no-fork-kernels starts each kernel as its own program",
+    )
+    cache_ttl_seconds: float = setting(
+        30 * 24 * 3600.0, kind="float", minimum=_POSITIVE, help="how long cached results live"
+    )
+
+    def __post_init__(self) -> None:
+        for decl in declarations():
+            decl.check(getattr(self, decl.name))
+        # Kernels get IPC files and working directories under these: keep them absolute, so
+        # a relative --data-dir means the same wherever a kernel runs.
+        object.__setattr__(self, "data_dir", Path(self.data_dir).expanduser().absolute())
+        if self.projects_root is not None:
+            root = Path(self.projects_root).expanduser().absolute()
+            object.__setattr__(self, "projects_root", root)
 
     @property
     def projects_dir(self) -> Path:
@@ -64,196 +296,123 @@ class ServerSettings:
         return min(self.pool_size, 1) if language == "sage" else self.pool_size
 
 
-def _pairs(values: Sequence[str], what: str) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for value in values:
-        name, sep, target = value.partition("=")
-        if not sep or not name.strip() or not target.strip():
-            raise SettingsError(f"{what} must look like NAME=VALUE, got {value!r}")
-        out[name.strip()] = target.strip()
-    return out
+def declarations() -> Iterator[Declaration]:
+    """Every setting's declaration, in field order."""
+    for f in dataclasses.fields(ServerSettings):
+        meta = dict(f.metadata)
+        meta["flag"] = meta.get("flag") or "--" + f.name.replace("_", "-")
+        meta["env"] = meta.get("env") or ENV_PREFIX + f.name.upper()
+        yield Declaration(name=f.name, **meta)
 
 
-def _split(value: str | None) -> list[str]:
-    return [v.strip() for v in (value or "").split(",") if v.strip()]
-
-
-def _bool(value: str) -> bool:
-    lowered = value.strip().lower()
-    if lowered in {"1", "true", "yes", "on"}:
-        return True
-    if lowered in {"0", "false", "no", "off"}:
-        return False
-    raise SettingsError(f"expected true or false, got {value!r}")
+def _default_text(decl: Declaration) -> str:
+    if decl.shown_default is not None:
+        return decl.shown_default
+    f = next(f for f in dataclasses.fields(ServerSettings) if f.name == decl.name)
+    value = f.default if f.default is not dataclasses.MISSING else None
+    if f.default_factory is not dataclasses.MISSING:
+        value = f.default_factory()
+    if isinstance(value, tuple):
+        return ",".join(value) or "(none)"
+    if isinstance(value, dict) and not value:
+        return "(none)"
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, int) and value >= 10_000:
+        return f"{value:_}"
+    return "(none)" if value is None else str(value)
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare ``cocalc-tasks serve`` options (all default to None: see settings_from_args)."""
-    a = parser.add_argument
-    a("--host", help="bind address (default 127.0.0.1; env COCALC_SERVER_HOST)")
-    a("--port", type=int, help="port, 0 for any free one (default 8765)")
-    a("--pool-size", type=int, help="warm kernels per kernelspec (default 2)")
-    a(
-        "--kernel-pool",
-        action="append",
-        default=[],
-        metavar="SPEC=N",
-        help="pool size for one kernelspec, e.g. sagemath=1 (repeatable)",
+    """Declare the ``cocalc-tasks serve`` options (all default to None: see
+    :func:`settings_from_args`)."""
+    for decl in declarations():
+        text = f"{decl.help} (default {_default_text(decl)}; env {decl.env})"
+        if decl.kind == "bool":
+            parser.add_argument(
+                decl.flag, dest=decl.name, action=argparse.BooleanOptionalAction, help=text
+            )
+            if decl.negative:
+                parser.add_argument(
+                    decl.negative, dest=decl.name, action="store_false", help=argparse.SUPPRESS
+                )
+        elif decl.repeatable:
+            parser.add_argument(
+                decl.flag,
+                dest=decl.name,
+                action="append",
+                metavar=decl.metavar or decl.name.upper(),
+                help=text + (" (repeatable)" if decl.repeatable else ""),
+            )
+        else:
+            parser.add_argument(decl.flag, dest=decl.name, metavar=decl.name.upper(), help=text)
+    parser.add_argument(
+        "--config",
+        type=Path,
+        help=f"JSON file with any of these settings (keys as in the env "
+        f"variables, without {ENV_PREFIX}; env {CONFIG_ENV})",
     )
-    a("--kernels", help="kernels to keep warm from start-up, comma-separated (default python3)")
-    a(
-        "--kernel-alias",
-        action="append",
-        default=[],
-        metavar="NAME=KERNELSPEC",
-        help="serve a kernelspec under another name, e.g. sage-10.4=sagemath (repeatable)",
-    )
-    a("--data-dir", type=Path, help="cache, kernel state and scratch space")
-    a("--projects-root", type=Path, help="one directory per project_id (default DATA/projects)")
-    a(
-        "--api-key",
-        action="append",
-        default=[],
-        metavar="KEY",
-        help="accepted account key (repeatable; prefer COCALC_SERVER_API_KEYS)",
-    )
-    a(
-        "--project-key",
-        action="append",
-        default=[],
-        metavar="KEY=PROJECT_ID",
-        help="key valid only for one project (repeatable)",
-    )
-    anon = parser.add_mutually_exclusive_group()
-    anon.add_argument(
-        "--allow-anonymous",
-        dest="allow_anonymous",
-        action="store_true",
-        default=None,
-        help="serve the global pool without a key (default)",
-    )
-    anon.add_argument(
-        "--no-anonymous",
-        dest="allow_anonymous",
-        action="store_false",
-        help="require a key for every call",
-    )
-    a("--cell-timeout", type=float, help="per-cell seconds in the global pool (default 15)")
-    a("--project-cell-timeout", type=float, help="per-cell seconds in a project (default 30)")
-    a("--max-concurrency", type=int, help="executions running at once (default 8)")
-    a("--kernel-start-timeout", type=float, help="seconds a kernel may take to start (default 60)")
-    a(
-        "--fork-kernels",
-        action=argparse.BooleanOptionalAction,
-        default=None,
-        help="start ipykernel/bash kernels by forking a pre-imported process (default: on); "
-        "--no-fork-kernels starts each kernel as its own program, as jupyter_client does",
-    )
-    a("--config", type=Path, help="JSON file with any of these settings (keys as in the env)")
 
 
-_ENV_FIELDS: dict[str, str] = {
-    "host": "HOST",
-    "port": "PORT",
-    "pool_size": "POOL_SIZE",
-    "kernels": "KERNELS",
-    "kernel_aliases": "KERNEL_ALIASES",
-    "kernel_pool_sizes": "KERNEL_POOLS",
-    "data_dir": "DATA_DIR",
-    "projects_root": "PROJECTS_ROOT",
-    "api_keys": "API_KEYS",
-    "project_keys": "PROJECT_KEYS",
-    "allow_anonymous": "ALLOW_ANONYMOUS",
-    "cell_timeout": "CELL_TIMEOUT",
-    "project_cell_timeout": "PROJECT_CELL_TIMEOUT",
-    "max_concurrency": "MAX_CONCURRENCY",
-    "kernel_start_timeout": "KERNEL_START_TIMEOUT",
-    "fork_kernels": "FORK_KERNELS",
-}
-
-
-def _from_text(name: str, raw: Any) -> Any:
-    """Convert an environment or config-file value to the field's type."""
-    if name in {"kernels", "api_keys"}:
-        return tuple(raw if isinstance(raw, list) else _split(str(raw)))
-    if name in {"kernel_aliases", "project_keys"}:
-        return dict(raw) if isinstance(raw, dict) else _pairs(_split(str(raw)), name)
-    if name == "kernel_pool_sizes":
-        pairs = dict(raw) if isinstance(raw, dict) else _pairs(_split(str(raw)), name)
-        return {k: int(v) for k, v in pairs.items()}
-    if name in {"data_dir", "projects_root"}:
-        return Path(str(raw)).expanduser()
-    if name in {"allow_anonymous", "fork_kernels"}:
-        return raw if isinstance(raw, bool) else _bool(str(raw))
-    if name in {"port", "pool_size", "max_concurrency"}:
-        return int(raw)
-    if name in {"cell_timeout", "project_cell_timeout", "kernel_start_timeout"}:
-        return float(raw)
-    return str(raw)
+def _merge(decl: Declaration, lower: Any, upper: Any) -> Any:
+    if not decl.repeatable or lower is None:
+        return upper
+    if isinstance(lower, Mapping):
+        return {**lower, **upper}
+    return tuple(lower) + tuple(upper)
 
 
 def settings_from_args(
     args: argparse.Namespace, environ: Mapping[str, str] | None = None
 ) -> ServerSettings:
+    """Options over ``COCALC_SERVER_*`` variables over the ``--config`` file over defaults."""
     env = os.environ if environ is None else environ
+    config_path = args.config or (Path(env[CONFIG_ENV]) if env.get(CONFIG_ENV) else None)
+    config: dict[str, Any] = {}
+    if config_path is not None:
+        try:
+            config = json.loads(Path(config_path).read_text(encoding="utf-8"))
+        except (OSError, ValueError) as exc:
+            raise SettingsError(f"cannot read config file {config_path}: {exc}") from None
+        if not isinstance(config, dict):
+            raise SettingsError(f"config file {config_path} must hold a JSON object")
     values: dict[str, Any] = {}
-    config_path = args.config or (
-        Path(env[ENV_PREFIX + "CONFIG"]) if env.get(ENV_PREFIX + "CONFIG") else None
-    )
-    try:
-        if config_path is not None:
-            try:
-                config = json.loads(Path(config_path).read_text(encoding="utf-8"))
-            except (OSError, ValueError) as exc:
-                raise SettingsError(f"cannot read config file {config_path}: {exc}") from None
-            for name, suffix in _ENV_FIELDS.items():
-                if suffix in config:
-                    values[name] = _from_text(name, config[suffix])
-        for name, suffix in _ENV_FIELDS.items():
-            if env.get(ENV_PREFIX + suffix):
-                values[name] = _from_text(name, env[ENV_PREFIX + suffix])
-        cli: dict[str, Any] = {
-            "host": args.host,
-            "port": args.port,
-            "pool_size": args.pool_size,
-            "kernels": tuple(_split(args.kernels)) if args.kernels else None,
-            "data_dir": args.data_dir,
-            "projects_root": args.projects_root,
-            "allow_anonymous": args.allow_anonymous,
-            "cell_timeout": args.cell_timeout,
-            "project_cell_timeout": args.project_cell_timeout,
-            "max_concurrency": args.max_concurrency,
-            "kernel_start_timeout": args.kernel_start_timeout,
-            "fork_kernels": args.fork_kernels,
-        }
-        values.update({k: v for k, v in cli.items() if v is not None})
-        if args.api_key:
-            values["api_keys"] = tuple(values.get("api_keys", ())) + tuple(args.api_key)
-        if args.project_key:
-            values["project_keys"] = {
-                **values.get("project_keys", {}),
-                **_pairs(args.project_key, "--project-key"),
-            }
-        if args.kernel_alias:
-            values["kernel_aliases"] = {
-                **values.get("kernel_aliases", {}),
-                **_pairs(args.kernel_alias, "--kernel-alias"),
-            }
-        if args.kernel_pool:
-            pools = _pairs(args.kernel_pool, "--kernel-pool")
-            values["kernel_pool_sizes"] = {
-                **values.get("kernel_pool_sizes", {}),
-                **{k: int(v) for k, v in pools.items()},
-            }
-    except ValueError as exc:
-        raise SettingsError(str(exc)) from None
-    settings = ServerSettings(**values)
-    for name in ("pool_size", "max_concurrency"):
-        if getattr(settings, name) < (0 if name == "pool_size" else 1):
-            raise SettingsError(f"{name} is out of range: {getattr(settings, name)}")
-    if (
-        min(settings.cell_timeout, settings.project_cell_timeout, settings.kernel_start_timeout)
-        <= 0
-    ):
-        raise SettingsError("timeouts must be positive")
-    return settings
+    for decl in declarations():
+        value = None
+        if decl.config_key in config:
+            source = f"{decl.config_key} in {config_path}"
+            value = decl.parse(config[decl.config_key], source)
+        if env.get(decl.env):
+            value = decl.parse(env[decl.env], decl.env)
+        given = getattr(args, decl.name, None)
+        if given is not None:
+            if isinstance(given, list) and decl.kind == "list":  # each value may hold a list
+                given = ",".join(given)
+            value = _merge(decl, value, decl.parse(given, decl.flag))
+        if value is not None:
+            values[decl.name] = value
+    return ServerSettings(**values)
+
+
+def settings_table() -> str:
+    """The README's settings table, generated from the declarations."""
+    rows = [
+        "| option | variable | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for decl in declarations():
+        flag = f"`{decl.flag}`" + (f" / `{decl.negative}`" if decl.negative else "")
+        if decl.kind == "bool" and not decl.negative:
+            flag = f"`{decl.flag}` / `--no-{decl.flag[2:]}`"
+        rows.append(f"| {flag} | `{decl.env}` | {_default_text(decl)} | {decl.help} |")
+    rows.append(f"| `--config` | `{CONFIG_ENV}` | (none) | JSON file of settings |")
+    return "\n".join(rows) + "\n"
+
+
+def main(argv: Sequence[str] | None = None) -> int:  # pragma: no cover - a maintainer's tool
+    print(settings_table(), end="")
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    raise SystemExit(main())

@@ -12,7 +12,9 @@ from cocalc_tasks.server.settings import (
     ServerSettings,
     SettingsError,
     add_serve_arguments,
+    declarations,
     settings_from_args,
+    settings_table,
 )
 
 
@@ -76,14 +78,103 @@ def test_sage_pools_default_to_one_kernel() -> None:
 @pytest.mark.parametrize(
     ("argv", "env", "fragment"),
     [
-        (["--kernel-alias", "sage"], {}, "NAME=VALUE"),
-        (["--cell-timeout", "0"], {}, "timeouts must be positive"),
-        ([], {"COCALC_SERVER_ALLOW_ANONYMOUS": "maybe"}, "true or false"),
-        ([], {"COCALC_SERVER_PORT": "http"}, "invalid literal"),
+        (["--kernel-alias", "sage"], {}, "--kernel-alias: expected NAME=VALUE"),
+        (
+            ["--cell-timeout", "0"],
+            {},
+            r"--cell-timeout \(COCALC_SERVER_CELL_TIMEOUT\) must be positive",
+        ),
+        (
+            [],
+            {"COCALC_SERVER_ALLOW_ANONYMOUS": "maybe"},
+            "COCALC_SERVER_ALLOW_ANONYMOUS: expected true or false",
+        ),
+        (
+            [],
+            {"COCALC_SERVER_PORT": "http"},
+            "COCALC_SERVER_PORT: expected a whole number, got 'http'",
+        ),
+        (["--port", "-1"], {}, r"--port \(COCALC_SERVER_PORT\) must be at least 0"),
         ([], {"COCALC_SERVER_CONFIG": "/no/such/file.json"}, "cannot read config file"),
-        (["--max-concurrency", "0"], {}, "out of range"),
+        (
+            ["--max-concurrency", "0"],
+            {},
+            r"--max-concurrency \(COCALC_SERVER_MAX_CONCURRENCY\) must be at least 1",
+        ),
+        (["--kernel-pool", "bash=x"], {}, "--kernel-pool: expected a whole number"),
+        ([], {"COCALC_SERVER_KERNEL_POOLS": "bash=-1"}, "must be at least 0"),
+        (
+            [],
+            {"COCALC_SERVER_MAX_BODY_BYTES": "1.5"},
+            "COCALC_SERVER_MAX_BODY_BYTES: expected a whole number",
+        ),
     ],
 )
 def test_invalid_settings_are_named(argv: list[str], env: dict[str, str], fragment: str) -> None:
     with pytest.raises(SettingsError, match=fragment):
         parse(*argv, env=env)
+
+
+def test_invalid_config_values_name_the_key(tmp_path: Path) -> None:
+    config = tmp_path / "c.json"
+    config.write_text(json.dumps({"CELL_TIMEOUT": "soon"}))
+    with pytest.raises(SettingsError, match=f"CELL_TIMEOUT in {config}: expected a number"):
+        parse("--config", str(config))
+
+
+def test_direct_construction_is_validated_too() -> None:
+    with pytest.raises(SettingsError, match="--max-concurrency"):
+        ServerSettings(max_concurrency=0)
+    with pytest.raises(SettingsError, match="--kernel-start-timeout"):
+        ServerSettings(kernel_start_timeout=-1.0)
+
+
+def test_relative_directories_become_absolute(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    s = parse("--data-dir", "rel-data", "--projects-root", "rel-projects")
+    assert s.data_dir == tmp_path / "rel-data" and s.data_dir.is_absolute()
+    assert s.projects_dir == tmp_path / "rel-projects"
+
+
+def test_every_setting_is_reachable_from_flag_env_and_config(tmp_path: Path) -> None:
+    """Each declared setting round-trips through all three layers to the same value."""
+    samples = {
+        "str": ("10.0.0.1", "10.0.0.1"),
+        "int": ("7", 7),
+        "float": ("2.5", 2.5),
+        "bool": ("false", False),
+        "path": (str(tmp_path / "x"), tmp_path / "x"),
+        "list": ("a,b", ("a", "b")),
+        "pairs": ("k=v", {"k": "v"}),
+        "int_pairs": ("k=3", {"k": 3}),
+    }
+    for decl in declarations():
+        text, expected = samples[decl.kind]
+        argv = [decl.flag, text] if decl.kind != "bool" else [f"--no-{decl.flag[2:]}"]
+        from_flag = getattr(parse(*argv), decl.name)
+        from_env = getattr(parse(env={decl.env: text}), decl.name)
+        config = tmp_path / f"{decl.name}.json"
+        config.write_text(json.dumps({decl.config_key: text}))
+        from_config = getattr(parse("--config", str(config)), decl.name)
+        assert from_flag == from_env == from_config == expected, decl.name
+
+
+def test_readme_settings_table_is_generated_from_the_declarations() -> None:
+    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+    start, end = "<!-- settings:start -->\n", "<!-- settings:end -->"
+    assert start in readme and end in readme
+    shown = readme.split(start, 1)[1].split(end, 1)[0]
+    assert shown == settings_table(), (
+        "README's settings table is stale: python -m cocalc_tasks.server.settings prints it"
+    )
+    assert all(decl.env in shown and decl.flag in shown for decl in declarations())
+
+
+def test_help_lists_every_flag_and_variable() -> None:
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    text = " ".join(parser.format_help().split())
+    for decl in declarations():
+        assert decl.flag in text and decl.env in text, decl.name
