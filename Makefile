@@ -35,13 +35,13 @@ airflow-env: $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv-airflow $(SYNC) --extra airflow --extra server --group dev
 
 prefect-env: $(UV)
-	UV_PROJECT_ENVIRONMENT=.venv-prefect $(SYNC) --extra prefect --extra server --group dev
+	UV_PROJECT_ENVIRONMENT=.venv-prefect $(SYNC) --extra prefect --extra server --group dev --group prefect-dev
 
 sage-env: $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv-sage $(SYNC) --extra sage --extra server --group dev
 
 demo: env airflow-env prefect-env
-	.venv/bin/python -m example_dags.demo
+	.venv/bin/python -m demo
 
 # COCALC_REQUIRE_SAGE=1: the Sage examples in the Airflow and Prefect suites fail (not skip)
 # when .venv-sage is missing, so the flagship workload is always tested.

@@ -8,7 +8,9 @@ from pydantic import Field, SecretStr
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.config import DEFAULT_HOST, DEFAULT_TIMEOUT
 
-__all__ = ["CocalcCredentials"]
+__all__ = ["LOGO_URL", "CocalcCredentials"]
+
+LOGO_URL = "https://raw.githubusercontent.com/cocalc-tasks/cocalc-tasks/main/prefect_tasks/logo.png"
 
 
 class CocalcCredentials(CredentialsBlock):
@@ -27,7 +29,8 @@ class CocalcCredentials(CredentialsBlock):
     _block_type_name = "CoCalc Credentials"
     _block_type_slug = "cocalc-credentials"  # the server-side key: never rename
     _documentation_url = "https://github.com/cocalc-tasks/cocalc-tasks#prefect"
-    _logo_url = None
+    #: prefect_tasks/logo.png, as the repository publishes it.
+    _logo_url = LOGO_URL  # type: ignore[assignment]
 
     api_key: SecretStr | None = Field(
         default=None,

@@ -16,8 +16,12 @@ import time
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from types import TracebackType
+from typing import TYPE_CHECKING, Any
 
 import requests
+
+if TYPE_CHECKING:
+    from cocalc_tasks.client import CocalcClient
 
 __all__ = ["LocalServer"]
 
@@ -107,6 +111,17 @@ class LocalServer:
                 raise RuntimeError(f"the server exited with code {self.process.returncode}")
             time.sleep(0.05)
         raise RuntimeError(f"the server at {self.url} was not ready in {self.start_timeout} s")
+
+    @property
+    def api_key(self) -> str | None:
+        """The first account key the server accepts (None when it accepts none)."""
+        return self.api_keys[0] if self.api_keys else None
+
+    def client(self, **kwargs: Any) -> CocalcClient:
+        """A client of this server, signed in with :attr:`api_key` (close it when done)."""
+        from cocalc_tasks.client import CocalcClient
+
+        return CocalcClient(api_key=self.api_key, host=self.url, **kwargs)
 
     def status(self) -> dict[str, object]:
         result: dict[str, object] = requests.get(

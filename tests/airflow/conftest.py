@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
-from example_dags.airflow_local import configure, migrate
-from tests.conftest import SECRET_KEY
+from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.testing.airflow import configure, connection_env, migrate
+from tests.conftest import ROOT, SECRET_KEY
 
 AIRFLOW_HOME = Path(tempfile.mkdtemp(prefix="cocalc-airflow-home-"))
+DAGS = ROOT / "example_dags"
 # Before any `import airflow`: Airflow reads its configuration at import time.
-configure(AIRFLOW_HOME, "http://127.0.0.1:9", SECRET_KEY, log_level="INFO")
+configure(AIRFLOW_HOME, "http://127.0.0.1:9", SECRET_KEY, dags_folder=DAGS, log_level="INFO")
 
 pytest.importorskip("airflow.sdk")
 
@@ -25,14 +27,12 @@ def airflow_db() -> Path:
 
 
 @pytest.fixture(scope="session")
-def local_server() -> Iterator[str]:
-    from cocalc_tasks.server.process import LocalServer
-
-    with LocalServer(api_keys=[SECRET_KEY], args=["--pool-size", "2"]) as server:
-        yield server.url
+def cocalc_server_options() -> dict[str, Any]:
+    return {"api_key": SECRET_KEY, "kernels": ["python3"], "pool_size": 2}
 
 
 @pytest.fixture
-def cocalc_conn(monkeypatch: pytest.MonkeyPatch, local_server: str) -> str:
-    configure(AIRFLOW_HOME, local_server, SECRET_KEY, log_level="INFO")
-    return local_server
+def cocalc_conn(monkeypatch: pytest.MonkeyPatch, cocalc_server: LocalServer) -> str:
+    for name, value in connection_env(cocalc_server.url, cocalc_server.api_key).items():
+        monkeypatch.setenv(name, value)
+    return cocalc_server.url

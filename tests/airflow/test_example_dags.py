@@ -8,6 +8,7 @@ from typing import Any
 
 import pytest
 
+from tests.airflow.conftest import DAGS
 from tests.conftest import SECRET_KEY
 from tests.support.sage_stub import FACTOR_SETUP
 
@@ -87,12 +88,13 @@ def test_no_key_in_xcom_or_task_logs(airflow_db: Path, dags: Any) -> None:
     assert not any(SECRET_KEY in text for text in logs)
 
 
-def test_sage_dag_on_real_sage(airflow_db: Path) -> None:
-    from example_dags.airflow_local import configure
+def test_sage_dag_on_real_sage(airflow_db: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from cocalc_tasks.testing.airflow import connection_env
     from tests.support.sage_server import sage_server
 
     with sage_server() as url:
-        configure(airflow_db, url, SECRET_KEY, log_level="INFO")
+        for name, value in connection_env(url, SECRET_KEY).items():
+            monkeypatch.setenv(name, value)
         from example_dags import cocalc_sage
 
         run = cocalc_sage.dag.test()  # the DAG's defaults: kernel sage-10.4, n 2023
@@ -100,3 +102,14 @@ def test_sage_dag_on_real_sage(airflow_db: Path) -> None:
     assert xcom(run, "check") == ["7 * 17^2"]
     (raw,) = xcom(run, "factor")
     assert raw["kernel"] == "sage-10.4" and raw["outputs"] == [{"data": {"text/plain": "7 * 17^2"}}]
+
+
+@pytest.mark.parametrize("safe_mode", [True, False])
+def test_dags_folder_parses_cleanly_as_a_user_would_point_at_it(safe_mode: bool) -> None:
+    """dags_folder = example_dags, with Airflow 3's default (glob) .airflowignore: every DAG
+    loads, nothing fails to import (the Prefect flows are ignored), nothing else is a DAG."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    bag = DagBag(dag_folder=str(DAGS), safe_mode=safe_mode)
+    assert bag.import_errors == {}
+    assert set(bag.dag_ids) == {"cocalc_python_xcom", "cocalc_mapped_snippets", "cocalc_sage"}

@@ -2,19 +2,19 @@
 
 from __future__ import annotations
 
-import os
 import tempfile
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 
-from example_dags.run_prefect_demo import offline_prefect_environment
+from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.testing.prefect import credentials as credentials_for
+from cocalc_tasks.testing.prefect import offline_environment
 from tests.conftest import SECRET_KEY
 
 PREFECT_HOME = tempfile.mkdtemp(prefix="cocalc-prefect-home-")
-offline_prefect_environment(PREFECT_HOME)
-os.environ["PREFECT_LOGGING_LEVEL"] = "INFO"  # the tests read the run logs
-os.environ.pop("PREFECT_API_URL", None)
+offline_environment(PREFECT_HOME, log_level="INFO")  # the tests read the run logs
 
 pytest.importorskip("prefect")
 
@@ -28,15 +28,15 @@ def prefect_harness() -> Iterator[None]:
 
 
 @pytest.fixture(scope="session")
-def local_server() -> Iterator[str]:
-    from cocalc_tasks.server.process import LocalServer
+def cocalc_server_options() -> dict[str, Any]:
+    return {"api_key": SECRET_KEY, "kernels": ["python3"], "pool_size": 2}
 
-    with LocalServer(api_keys=[SECRET_KEY], args=["--pool-size", "2"]) as server:
-        yield server.url
+
+@pytest.fixture(scope="session")
+def local_server(cocalc_server: LocalServer) -> str:
+    return cocalc_server.url
 
 
 @pytest.fixture
-def credentials(local_server: str) -> object:
-    from prefect_tasks import CocalcCredentials
-
-    return CocalcCredentials(api_key=SECRET_KEY, host=local_server)
+def credentials(cocalc_server: LocalServer) -> object:
+    return credentials_for(cocalc_server.url, cocalc_server.api_key)

@@ -10,7 +10,8 @@ from prefect.testing.standard_test_suites import BlockStandardTestSuite
 
 from cocalc_tasks import CocalcClient
 from prefect_tasks import CocalcCredentials
-from tests.conftest import SECRET_KEY
+from prefect_tasks.credentials import LOGO_URL
+from tests.conftest import ROOT, SECRET_KEY
 
 
 def test_entry_point_registered_the_block_type_at_server_start() -> None:
@@ -26,6 +27,16 @@ class TestBlockStandards(BlockStandardTestSuite):
     @pytest.fixture
     def block(self) -> type[CocalcCredentials]:
         return CocalcCredentials
+
+    def test_has_a_valid_image(self, block: type[CocalcCredentials]) -> None:
+        """Prefect's version downloads the logo; offline, check the file the URL publishes."""
+        from PIL import Image
+
+        assert block._logo_url == LOGO_URL
+        path = LOGO_URL.split("/main/", 1)[1]
+        with Image.open(ROOT / path) as image:
+            image.verify()
+            assert image.format == "PNG" and image.size == (48, 48)
 
 
 def test_fields_slug_and_descriptions() -> None:

@@ -7,12 +7,19 @@ import sys
 import tempfile
 from pathlib import Path
 
-from example_dags.airflow_local import configure, migrate
+from cocalc_tasks.testing.airflow import configure, migrate
+
+DAGS = Path(__file__).resolve().parent.parent / "example_dags"
 
 
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="airflow-demo-") as home:
-        configure(Path(home), os.environ["COCALC_HOST"], os.environ.get("COCALC_API_KEY"))
+        configure(
+            Path(home),
+            os.environ["COCALC_HOST"],
+            os.environ.get("COCALC_API_KEY"),
+            dags_folder=DAGS,
+        )
         migrate()
         from airflow.models.xcom import XComModel  # noqa: F401  (imports airflow after configure)
 

@@ -109,10 +109,10 @@ def main() -> int:
                 )
 
         banner("7. the Airflow DAG, run with dag.test() against this server")
-        run_integration(".venv-airflow", "example_dags.run_airflow_demo", env)
+        run_integration(".venv-airflow", "demo.airflow_steps", env)
 
         banner("8. the Prefect flow, run against this server")
-        run_integration(".venv-prefect", "example_dags.run_prefect_demo", env)
+        run_integration(".venv-prefect", "demo.prefect_steps", env)
 
     banner("done: server stopped, kernels shut down")
     return 0

@@ -1,0 +1,55 @@
+"""Point Airflow at a local server: a private ``AIRFLOW_HOME`` and a ``cocalc`` connection.
+
+Call :func:`configure` before anything imports ``airflow``: Airflow reads its configuration at
+import time. This module itself imports no Airflow.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+__all__ = ["configure", "connection_env", "migrate"]
+
+
+def connection_env(
+    host: str, api_key: str | None, conn_id: str = "cocalc_default"
+) -> dict[str, str]:
+    """The ``AIRFLOW_CONN_<ID>`` variable that defines a ``cocalc`` connection to ``host``
+    (for ``monkeypatch.setenv`` or ``os.environ.update``)."""
+    value = json.dumps({"conn_type": "cocalc", "host": host, "password": api_key or ""})
+    return {f"AIRFLOW_CONN_{conn_id.upper()}": value}
+
+
+def configure(
+    home: Path,
+    host: str,
+    api_key: str | None,
+    *,
+    dags_folder: Path | None = None,
+    log_level: str = "WARNING",
+    extra: Mapping[str, str] | None = None,
+) -> None:
+    """Point Airflow at ``home`` and define ``cocalc_default`` for ``host``, in ``os.environ``."""
+    os.environ.update(
+        {
+            "AIRFLOW_HOME": str(home),
+            "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
+            "AIRFLOW__LOGGING__LOGGING_LEVEL": log_level,
+            "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            **({"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder)} if dags_folder else {}),
+            **connection_env(host, api_key),
+            **(extra or {}),
+        }
+    )
+
+
+def migrate() -> None:
+    """Create the SQLite metadata database that ``dag.test()`` needs."""
+    subprocess.run(
+        [sys.executable, "-m", "airflow", "db", "migrate"], check=True, stdout=subprocess.DEVNULL
+    )
