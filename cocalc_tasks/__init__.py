@@ -4,8 +4,9 @@
 >>> execute_code("factor(2023)", kernel="sage-9.8").text  # doctest: +SKIP
 '7 * 17^2'
 
-Names load on first use (PEP 562), so importing an operator or task module that only refers to
-them stays cheap at DAG-parse time; ``requests`` is imported when a client is first needed.
+The error classes are plain Python and load at once. Every other name loads on first use
+(PEP 562), so importing an operator or task module that only refers to them stays cheap at
+DAG-parse time; ``requests`` is imported when a client is first needed.
 """
 
 from __future__ import annotations
@@ -13,64 +14,26 @@ from __future__ import annotations
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
 
+from cocalc_tasks import errors
+from cocalc_tasks.errors import *  # noqa: F403  (the one error hierarchy, named in errors.__all__)
+
 __version__ = "0.1.0"
 
+#: Lazily loaded public names and the module each comes from.
 _EXPORTS = {
     "execute_code": "cocalc_tasks.api",
     "list_kernels": "cocalc_tasks.api",
     "CocalcClient": "cocalc_tasks.client",
+    "ExecuteRequest": "cocalc_tasks.request",
     "compute_hash": "cocalc_tasks.hashing",
     "ExecutionResult": "cocalc_tasks.models",
     "Image": "cocalc_tasks.models",
     "KernelSpec": "cocalc_tasks.models",
     "RemoteError": "cocalc_tasks.models",
     "KernelSession": "cocalc_tasks.session",
-    **{
-        name: "cocalc_tasks.errors"
-        for name in (
-            "CocalcApiDisabledError",
-            "CocalcAuthError",
-            "CocalcBadRequestError",
-            "CocalcConnectionError",
-            "CocalcError",
-            "CocalcExecutionError",
-            "CocalcKernelDiedError",
-            "CocalcKernelError",
-            "CocalcPermissionError",
-            "CocalcQuotaError",
-            "CocalcServerError",
-            "CocalcTimeoutError",
-            "CocalcUnknownKernelError",
-            "CocalcValidationError",
-        )
-    },
 }
 
-__all__ = [
-    "CocalcApiDisabledError",
-    "CocalcAuthError",
-    "CocalcBadRequestError",
-    "CocalcClient",
-    "CocalcConnectionError",
-    "CocalcError",
-    "CocalcExecutionError",
-    "CocalcKernelDiedError",
-    "CocalcKernelError",
-    "CocalcPermissionError",
-    "CocalcQuotaError",
-    "CocalcServerError",
-    "CocalcTimeoutError",
-    "CocalcUnknownKernelError",
-    "CocalcValidationError",
-    "ExecutionResult",
-    "Image",
-    "KernelSession",
-    "KernelSpec",
-    "RemoteError",
-    "compute_hash",
-    "execute_code",
-    "list_kernels",
-]
+__all__ = sorted([*_EXPORTS, *errors.__all__])
 
 
 def __getattr__(name: str) -> Any:
@@ -87,24 +50,13 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
-    from cocalc_tasks.api import execute_code, list_kernels
-    from cocalc_tasks.client import CocalcClient
-    from cocalc_tasks.errors import (
-        CocalcApiDisabledError,
-        CocalcAuthError,
-        CocalcBadRequestError,
-        CocalcConnectionError,
-        CocalcError,
-        CocalcExecutionError,
-        CocalcKernelDiedError,
-        CocalcKernelError,
-        CocalcPermissionError,
-        CocalcQuotaError,
-        CocalcServerError,
-        CocalcTimeoutError,
-        CocalcUnknownKernelError,
-        CocalcValidationError,
-    )
-    from cocalc_tasks.hashing import compute_hash
-    from cocalc_tasks.models import ExecutionResult, Image, KernelSpec, RemoteError
-    from cocalc_tasks.session import KernelSession
+    from cocalc_tasks.api import execute_code as execute_code
+    from cocalc_tasks.api import list_kernels as list_kernels
+    from cocalc_tasks.client import CocalcClient as CocalcClient
+    from cocalc_tasks.hashing import compute_hash as compute_hash
+    from cocalc_tasks.models import ExecutionResult as ExecutionResult
+    from cocalc_tasks.models import Image as Image
+    from cocalc_tasks.models import KernelSpec as KernelSpec
+    from cocalc_tasks.models import RemoteError as RemoteError
+    from cocalc_tasks.request import ExecuteRequest as ExecuteRequest
+    from cocalc_tasks.session import KernelSession as KernelSession

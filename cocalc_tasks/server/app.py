@@ -11,14 +11,14 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from cocalc_tasks.server.auth import KeyRing
+from cocalc_tasks.server.auth import Identity, KeyRing
 from cocalc_tasks.server.cache import ResultCache
 from cocalc_tasks.server.forkserver import fork_supported
 from cocalc_tasks.server.kernelspecs import KernelCatalog
@@ -29,6 +29,9 @@ from cocalc_tasks.server.settings import ServerSettings
 __all__ = ["create_app"]
 
 log = logging.getLogger("cocalc_tasks.server")
+
+#: A route's work: the request's JSON parameters and caller in, the JSON answer out.
+Action = Callable[[dict[str, Any], Identity], Awaitable[Any]]
 
 HUB_AUTH_ERROR = "must be signed in and MUST provide an api key (cookies are not allowed)"
 #: CoCalc routes any method; only a POST body carries parameters.
@@ -110,7 +113,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     os.environ.setdefault("IPYTHONDIR", kernel_env["IPYTHONDIR"])
     catalog = KernelCatalog(settings.kernel_aliases)
     keys = KeyRing(settings.api_keys, settings.project_keys)
-    state: dict[str, Any] = {}
+    state: dict[str, ExecutionService] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -139,10 +142,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     app = FastAPI(title="cocalc-tasks local CoCalc server", lifespan=lifespan)
 
     def service() -> ExecutionService:
-        svc: ExecutionService = state["service"]
-        return svc
+        return state["service"]
 
-    async def handle(request: Request, action: Any) -> JSONResponse:
+    async def handle(request: Request, action: Action) -> JSONResponse:
         try:
             params = await _read_params(request, settings.max_body_bytes)
             identity = keys.identify(request.headers.get("authorization"))
@@ -158,7 +160,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         "/api/v2/jupyter/kernels", methods=ANY_METHOD, openapi_extra=_body_doc(_KERNELS_SCHEMA)
     )
     async def kernels(request: Request) -> JSONResponse:
-        async def action(params: dict[str, Any], identity: Any) -> dict[str, Any]:
+        async def action(params: dict[str, Any], identity: Identity) -> dict[str, Any]:
             return {"kernels": service().kernels(params, identity), "success": True}
 
         return await handle(request, action)
@@ -167,7 +169,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         "/api/v2/jupyter/execute", methods=ANY_METHOD, openapi_extra=_body_doc(_EXECUTE_SCHEMA)
     )
     async def execute(request: Request) -> JSONResponse:
-        async def action(params: dict[str, Any], identity: Any) -> dict[str, Any]:
+        async def action(params: dict[str, Any], identity: Identity) -> dict[str, Any]:
             return {**await service().execute(params, identity), "success": True}
 
         return await handle(request, action)
@@ -176,7 +178,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def hub(request: Request) -> JSONResponse:
         """The conat bridge used by the official ``cocalc-api`` client (``Hub``)."""
 
-        async def action(params: dict[str, Any], identity: Any) -> Any:
+        async def action(params: dict[str, Any], identity: Identity) -> Any:
             if identity.kind != "account":
                 raise ApiError(HUB_AUTH_ERROR)
             args = params.get("args") or [{}]

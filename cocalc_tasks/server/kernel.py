@@ -3,16 +3,17 @@
 from __future__ import annotations
 
 import logging
+import queue
 import shutil
 import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
+from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
-__all__ = ["WarmKernel"]
+__all__ = ["WarmKernel", "shutdown_kernel"]
 
 log = logging.getLogger("cocalc_tasks.server.kernel")
 
@@ -24,7 +25,7 @@ class WarmKernel:
     spec_name: str
     language: str
     manager: AsyncKernelManager
-    client: Any
+    client: AsyncKernelClient
     workdir: Path
     disposed: bool = field(default=False)
 
@@ -45,7 +46,7 @@ class WarmKernel:
                 raise TimeoutError(f"the kernel did not answer within {timeout:g} s")
             try:
                 reply = await self.client.get_shell_msg(timeout=0.05)
-            except Exception:  # queue.Empty
+            except queue.Empty:
                 died = await self.exit_description()
                 if died is not None:
                     raise RuntimeError(f"the kernel died while starting ({died})") from None
@@ -54,7 +55,7 @@ class WarmKernel:
             while not subscribed:
                 try:
                     await self.client.get_iopub_msg(timeout=0)
-                except Exception:
+                except queue.Empty:
                     break
                 subscribed = True
             if replied and not subscribed and time.monotonic() - sent > 0.1:
@@ -87,8 +88,13 @@ class WarmKernel:
             self.client.stop_channels()
         except Exception:  # pragma: no cover - best effort on teardown
             log.debug("stop_channels failed", exc_info=True)
-        try:
-            await self.manager.shutdown_kernel(now=True)
-        except Exception:
-            log.warning("kernel %s did not shut down cleanly", self.spec_name, exc_info=True)
-        shutil.rmtree(self.workdir, ignore_errors=True)
+        await shutdown_kernel(self.manager, self.workdir, self.spec_name)
+
+
+async def shutdown_kernel(manager: AsyncKernelManager, workdir: Path, spec_name: str) -> None:
+    """Stop a kernel process (started or half-started) and remove its working directory."""
+    try:
+        await manager.shutdown_kernel(now=True)
+    except Exception:
+        log.warning("kernel %s did not shut down cleanly", spec_name, exc_info=True)
+    shutil.rmtree(workdir, ignore_errors=True)

@@ -29,7 +29,6 @@ class UnknownKernel(LookupError):
 
 @dataclass(frozen=True)
 class ResolvedKernel:
-    requested: str
     spec_name: str
     language: str
 
@@ -67,7 +66,7 @@ class KernelCatalog:
                 f'No spec available for kernel "{name}".  Available specs: '
                 f"{sorted([*self._specs, *self.aliases])}"
             )
-        return ResolvedKernel(name, spec_name, str(info["spec"].get("language", "")))
+        return ResolvedKernel(spec_name, str(info["spec"].get("language", "")))
 
     def language(self, spec_name: str) -> str:
         """The spec's language, from the cached listing (no disk read)."""

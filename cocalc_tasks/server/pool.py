@@ -12,6 +12,7 @@ import asyncio
 import logging
 import tempfile
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,7 @@ import zmq
 import zmq.asyncio
 
 from cocalc_tasks.server.forkserver import ForkingKernelManager, ForkServers
-from cocalc_tasks.server.kernel import WarmKernel
+from cocalc_tasks.server.kernel import WarmKernel, shutdown_kernel
 from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.outputs import OutputCollector, OutputLimits
 from cocalc_tasks.server.runner import run_cell
@@ -43,7 +44,7 @@ class KernelPools:
         scratch_dir: Path,
         kernel_env: dict[str, str],
         default_size: int = 2,
-        size_for: Any = None,
+        size_for: Callable[[str, str], int] | None = None,
         max_parallel_starts: int = 4,
         start_timeout: float = 60.0,
         fork: bool = True,
@@ -97,7 +98,7 @@ class KernelPools:
             if await kernel.manager.is_alive():
                 return kernel
             self.release(kernel)
-        kernel = await self._start(spec_name)
+        kernel = await self.start_kernel(spec_name)
         self._refill(spec_name)
         return kernel
 
@@ -145,7 +146,7 @@ class KernelPools:
             failures = self._failures.get(spec_name, 0)
             if failures:
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
-            kernel = await self._start(spec_name)
+            kernel = await self.start_kernel(spec_name)
         except Exception as exc:
             self._failures[spec_name] = self._failures.get(spec_name, 0) + 1
             log.warning("could not pre-start a %s kernel: %s", spec_name, exc)
@@ -158,7 +159,8 @@ class KernelPools:
         else:
             self._ready[spec_name].put_nowait(kernel)
 
-    async def _start(self, spec_name: str) -> WarmKernel:
+    async def start_kernel(self, spec_name: str) -> WarmKernel:
+        """Start one ready kernel outside any pool; the caller disposes it."""
         spec = self.catalog.get_spec(spec_name)
         workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=self.scratch_dir))
         token = uuid.uuid4().hex[:12]
@@ -172,18 +174,20 @@ class KernelPools:
             context=self._context,
         )
         env = {**self.kernel_env, "COCALC_JUPYTER_KERNELNAME": spec_name}
-        kernel = WarmKernel(spec_name, spec.language, manager, None, workdir)
         async with self._start_slots:
             try:
                 await manager.start_kernel(cwd=str(workdir), env=env)
-                self._live.add(kernel)
-                kernel.client = manager.client(context=self._context)
-                kernel.client.start_channels()
+            except Exception as exc:
+                await shutdown_kernel(manager, workdir, spec_name)
+                raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
+            client = manager.client(context=self._context)
+            kernel = WarmKernel(spec_name, spec.language, manager, client, workdir)
+            self._live.add(kernel)
+            try:
+                client.start_channels()
                 await kernel.wait_ready(self._start_timeout)
                 await _warm_up(kernel, self._start_timeout)
             except Exception as exc:
-                if kernel.client is None:
-                    kernel.client = _NullClient()
                 await self._dispose(kernel)
                 raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
         return kernel
@@ -208,8 +212,3 @@ _WARM_UP: dict[str, tuple[str, ...]] = {
 async def _warm_up(kernel: WarmKernel, timeout: float) -> None:
     for code in _WARM_UP.get(kernel.language.lower(), ()):
         await run_cell(kernel, code, OutputCollector(OutputLimits(0, 0)), timeout, record=False)
-
-
-class _NullClient:
-    def stop_channels(self) -> None:
-        return None

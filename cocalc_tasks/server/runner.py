@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import queue
 import time
 from typing import Any
 
@@ -76,7 +77,7 @@ async def run_cell(
             continue
         try:
             msg = await client.get_iopub_msg(timeout=min(remaining, _POLL_SECONDS))
-        except Exception:  # queue.Empty: nothing yet; check that the kernel still lives
+        except queue.Empty:  # nothing yet: check that the kernel still lives
             died = await kernel.exit_description()
             if died is not None:
                 raise KernelDied(died) from None
@@ -99,8 +100,8 @@ async def _collect_reply(kernel: WarmKernel, msg_id: str, collector: OutputColle
     deadline = time.monotonic() + 5.0
     while time.monotonic() < deadline:
         try:
-            reply = await kernel.client.get_shell_msg(timeout=deadline - time.monotonic())
-        except Exception:
+            reply = await kernel.client.get_shell_msg(timeout=max(0.0, deadline - time.monotonic()))
+        except queue.Empty:
             return
         if reply.get("parent_header", {}).get("msg_id") != msg_id:
             continue  # bash_kernel sends extra kernel_info replies

@@ -138,12 +138,19 @@ def test_public_surface_is_complete_and_lazy() -> None:
 
     import cocalc_tasks
 
-    assert sorted(cocalc_tasks.__all__) == sorted(cocalc_tasks._EXPORTS)
+    from cocalc_tasks import errors
+
+    assert sorted(cocalc_tasks.__all__) == sorted([*cocalc_tasks._EXPORTS, *errors.__all__])
+    classes = [n for n in errors.__all__ if n != "error_from_message"]
+    assert all(issubclass(getattr(errors, n), errors.CocalcError) for n in classes)
     for name in cocalc_tasks.__all__:
         assert getattr(cocalc_tasks, name) is not None
-    code = "import sys, cocalc_tasks; print('requests' in sys.modules)"
+    code = (
+        "import sys, cocalc_tasks; "
+        "print('requests' in sys.modules, 'cocalc_tasks.models' in sys.modules)"
+    )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+    assert out.stdout.strip() == "False False"
 
 
 def test_items_are_parsed_once_into_typed_outputs() -> None:

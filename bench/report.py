@@ -1,0 +1,160 @@
+"""bench/results.md and bench/results.png from the figures."""
+
+from __future__ import annotations
+
+import platform
+from typing import Any
+
+import psutil
+
+from bench.common import OUT, QUICK
+from bench.latency import PAUSE
+
+
+# -- report -------------------------------------------------------------------------------------
+def machine() -> str:
+    return (
+        f"{platform.processor() or platform.machine()}, {psutil.cpu_count()} cores, "
+        f"{psutil.virtual_memory().total / 2**30:.0f} GiB, Python {platform.python_version()}, "
+        f"{platform.system()} {platform.release()}"
+    )
+
+
+def write_markdown(r: dict[str, Any]) -> None:
+    k = r["kernel_starts"]
+    c, w, h, t, i, s = (
+        r["client_overhead"],
+        r["warm_latency"],
+        r["cache_hits"],
+        r["throughput"],
+        r["imports"],
+        r["soak"],
+    )
+    lines = [
+        "# Benchmark results",
+        "",
+        f"Machine: {machine()}. Run: {r['date']}{' (quick mode)' if QUICK else ''}. "
+        "Every comparison was measured side by side in this one run (`make bench`).",
+        "",
+        "| # | measure | result | target |",
+        "|---|---|---|---|",
+        f"| 1 | client overhead: `CocalcClient.execute` vs raw `requests.Session` POST, "
+        f"{c['cocalc_client']['n']} cache-hit calls | p50 {c['cocalc_client']['p50_ms']:.2f} ms vs "
+        f"{c['raw_requests']['p50_ms']:.2f} ms: **{c['ratio_p50']:.2f}x** | small |",
+        f"| 2 | warm-pool call `2+3` (fresh kernel per call) | p50 {w['server_call']['p50_ms']:.1f} ms, "
+        f"p95 {w['server_call']['p95_ms']:.1f} ms | |",
+        f"| 2 | raw jupyter_client warm round trip, paced as the server calls ({PAUSE * 1000:.0f} ms "
+        f"idle before each) | p50 {w['raw_jupyter_client_paced']['p50_ms']:.1f} ms, "
+        f"p95 {w['raw_jupyter_client_paced']['p95_ms']:.1f} ms | |",
+        f"| 2 | raw jupyter_client warm round trip, back to back | p50 "
+        f"{w['raw_jupyter_client']['p50_ms']:.1f} ms, p95 {w['raw_jupyter_client']['p95_ms']:.1f}"
+        " ms | |",
+        f"| 2 | ratio server / raw, like for like (paced) | **{w['ratio_vs_raw_paced_p50']:.2f}x**"
+        " | <= 2x |",
+        f"| 2 | ratio server / raw back to back (stricter) | **{w['ratio_vs_raw_p50']:.2f}x** "
+        "| <= 2x |",
+        f"| 2 | papermill one-cell notebook | p50 {w['papermill']['p50_ms']:.0f} ms, "
+        f"p95 {w['papermill']['p95_ms']:.0f} ms: {w['papermill_over_server_p50']:.0f}x slower "
+        "than a server call | |",
+        f"| 3 | cache hit | p50 **{h['p50_ms']:.2f} ms**, p95 {h['p95_ms']:.2f} ms | p50 <= 3 ms |",
+        f"| 4 | throughput, distinct calls, 1 / 4 / 8 clients | {t['1_clients_per_s']:.2f} / "
+        f"**{t['4_clients_per_s']:.2f}** / {t['8_clients_per_s']:.2f} calls/s | |",
+        f"| 4 | papermill sequential, `execute_notebook` in one process | "
+        f"{t['papermill_sequential_per_s']:.2f} notebooks/s | |",
+        f"| 4 | ratio 4 clients / papermill in-process (the stricter baseline) | "
+        f"**{t['ratio_4_clients_vs_papermill']:.2f}x** | >= 3x |",
+        f"| 4 | papermill CLI, one notebook per command (p50 {w['papermill_cli']['p50_ms']:.0f} ms) "
+        f"| {t['papermill_cli_sequential_per_s']:.2f} notebooks/s; ratio 4 clients / CLI "
+        f"**{t['ratio_4_clients_vs_papermill_cli']:.2f}x** | |",
+        f"| 4 | kernel-spawn capacity (jupyter_client exec starts), 4 parallel starters | "
+        f"{t['kernel_spawn_capacity_4_starters_per_s']:.2f} kernels/s; 4 clients reach "
+        f"**{t['ratio_4_clients_vs_spawn_capacity']:.0%}** of it | ~75% |",
+        f"| 4 | kernel start to ready, one at a time (warm-up cells incl.), forked / exec'd | "
+        f"p50 **{k['forked']['p50_ms']:.0f}** / {k['execd']['p50_ms']:.0f} ms | |",
+        f"| 4 | 4 clients, server started with `--no-fork-kernels` (every kernel exec'd) | "
+        f"{t['4_clients_no_fork_per_s']:.2f} calls/s: "
+        f"{t['4_clients_no_fork_per_s'] / t['papermill_sequential_per_s']:.2f}x papermill | |",
+        f"| 5 | `import cocalc_tasks` | {i['import_cocalc_tasks_ms']:.0f} ms | |",
+    ]
+    if "airflow_operator_over_sdk_ms" in i:
+        lines.append(
+            f"| 5 | Airflow operator module over `import airflow.sdk` "
+            f"({i['airflow_sdk_ms']:.0f} ms) | **+{i['airflow_operator_over_sdk_ms']:.1f}"
+            " ms** | <= 50 ms |"
+        )
+    if "prefect_tasks_over_prefect_ms" in i:
+        lines.append(
+            f"| 5 | `prefect_tasks` over `import prefect` ({i['prefect_ms']:.0f} ms) | "
+            f"+{i['prefect_tasks_over_prefect_ms']:.1f} ms | |"
+        )
+    lines += [
+        f"| 6 | server RSS over {s['calls']} calls (not counting kernels) | "
+        f"{s['rss_first_mb']:.1f} MB after {s['samples'][0][0]} calls -> {s['rss_last_mb']:.1f} MB "
+        f"after {s['calls']} | <= 100 MB, flat |",
+        f"| 6 | kernel processes after {s['calls']} calls | {s['kernel_processes_after']} "
+        f"(pool size {s['pool_size']}) | = pool size |",
+        f"| 6 | fork server (zygote) RSS, shared copy-on-write with the kernels it forks | "
+        f"{s['zygote_rss_mb']:.1f} MB | |",
+        "",
+        "![results](results.png)",
+        "",
+    ]
+    (OUT / "results.md").write_text("\n".join(lines))
+
+
+def write_chart(r: dict[str, Any]) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 3, figsize=(14, 4.2))
+    w = r["warm_latency"]
+    names = [
+        "raw kernel,\nback to back",
+        "raw kernel,\npaced",
+        "server call\n(warm pool)",
+        "cache hit",
+    ]
+    values = [
+        w["raw_jupyter_client"]["p50_ms"],
+        w["raw_jupyter_client_paced"]["p50_ms"],
+        w["server_call"]["p50_ms"],
+        r["cache_hits"]["p50_ms"],
+    ]
+    axes[0].bar(names, values, color=["#bbb", "#999", "#4474c4", "#6a4"])
+    axes[0].set_ylabel("p50 latency (ms)")
+    axes[0].set_title("Latency")
+    t = r["throughput"]
+    names = [
+        "papermill\nsequential",
+        "1 client",
+        "4 clients",
+        "8 clients",
+        "exec spawn\ncapacity",
+    ]
+    values = [
+        t["papermill_sequential_per_s"],
+        t["1_clients_per_s"],
+        t["4_clients_per_s"],
+        t["8_clients_per_s"],
+        t["kernel_spawn_capacity_4_starters_per_s"],
+    ]
+    axes[1].bar(names, values, color=["#999", "#4474c4", "#4474c4", "#4474c4", "#ccc"])
+    axes[1].set_ylabel("distinct calls per second")
+    axes[1].set_title("Throughput")
+    s = r["soak"]["samples"]
+    axes[2].plot([x[0] for x in s], [x[1] for x in s], marker="o", label="server RSS (MB)")
+    axes[2].set_xlabel("calls")
+    axes[2].set_ylabel("MB")
+    axes[2].set_ylim(0, max(120, max(x[1] for x in s) * 1.2))
+    twin = axes[2].twinx()
+    twin.plot(
+        [x[0] for x in s], [x[2] for x in s], color="#c44", marker="x", label="kernel processes"
+    )
+    twin.set_ylim(0, 12)
+    axes[2].set_title("Soak")
+    axes[2].legend(loc="lower left")
+    twin.legend(loc="lower right")
+    fig.tight_layout()
+    fig.savefig(OUT / "results.png", dpi=110)
