@@ -137,7 +137,6 @@ def test_public_surface_is_complete_and_lazy() -> None:
     import sys
 
     import cocalc_tasks
-
     from cocalc_tasks import errors
 
     assert sorted(cocalc_tasks.__all__) == sorted([*cocalc_tasks._EXPORTS, *errors.__all__])
