@@ -31,21 +31,8 @@ from cocalc_tasks.output_items import (
     strip_ansi,
 )
 
-__all__ = [
-    "ClearOutput",
-    "ErrorOutput",
-    "ExecutionResult",
-    "Image",
-    "KernelSpec",
-    "OtherOutput",
-    "OutputItem",
-    "RemoteError",
-    "RichOutput",
-    "Stream",
-    "TruncationNotice",
-    "item_kind",
-    "strip_ansi",
-]
+# The typed output items live in cocalc_tasks.output_items; these names stay importable here.
+__all__ = ["ExecutionResult", "Image", "KernelSpec", "RemoteError", "item_kind", "strip_ansi"]
 
 _KINDS: dict[type[Any], str] = {
     ErrorOutput: "error",

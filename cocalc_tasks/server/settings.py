@@ -66,22 +66,22 @@ def _to_int_pairs(raw: Any) -> dict[str, int]:
     return {name: _to_int(value) for name, value in _to_pairs(raw).items()}
 
 
-def _to_int(raw: Any) -> int:
-    if isinstance(raw, bool):
-        raise ValueError(f"expected a whole number, got {raw!r}")
-    try:
-        return int(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a whole number, got {raw!r}") from None
+def _number(cast: Callable[[Any], Any], what: str) -> Callable[[Any], Any]:
+    """A parser for one number type; booleans are refused (JSON ``true`` is not 1)."""
+
+    def parse(raw: Any) -> Any:
+        if isinstance(raw, bool):
+            raise ValueError(f"expected {what}, got {raw!r}")
+        try:
+            return cast(raw)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected {what}, got {raw!r}") from None
+
+    return parse
 
 
-def _to_float(raw: Any) -> float:
-    if isinstance(raw, bool):
-        raise ValueError(f"expected a number, got {raw!r}")
-    try:
-        return float(raw)
-    except (TypeError, ValueError):
-        raise ValueError(f"expected a number, got {raw!r}") from None
+_to_int = _number(int, "a whole number")
+_to_float = _number(float, "a number")
 
 
 def _to_bool(raw: Any) -> bool:
