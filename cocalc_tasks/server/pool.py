@@ -12,7 +12,7 @@ import asyncio
 import logging
 import tempfile
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Coroutine
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +56,7 @@ class KernelPools:
         self._ready: dict[str, asyncio.Queue[WarmKernel]] = {}
         self._starting: dict[str, int] = {}
         self._start_slots = asyncio.Semaphore(max_parallel_starts)
-        self._tasks: set[asyncio.Task[Any]] = set()
+        self._tasks: set[asyncio.Task[None]] = set()
         self._context = zmq.asyncio.Context()
         # Clients connect before a new kernel has bound its sockets; retry after 10 ms, not
         # libzmq's default 100 ms, so a kernel is reachable as soon as it is up.
@@ -126,7 +126,7 @@ class KernelPools:
         self._context.destroy(linger=0)
 
     # -- internals ---------------------------------------------------------------------------
-    def _spawn(self, coro: Any) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
