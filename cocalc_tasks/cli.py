@@ -119,7 +119,7 @@ def _request(args: argparse.Namespace) -> ExecuteRequest:
     return ExecuteRequest(
         _read_code(args),
         args.kernel,
-        history=_read_history(args.history_file) or (),
+        history=_read_history(args.history_file),
         project_id=args.project_id,
         path=args.path,
         no_cache=getattr(args, "no_cache", False),

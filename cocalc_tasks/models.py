@@ -32,7 +32,16 @@ from cocalc_tasks.output_items import (
 )
 
 # The typed output items live in cocalc_tasks.output_items; these names stay importable here.
-__all__ = ["ExecutionResult", "Image", "KernelSpec", "RemoteError", "item_kind", "strip_ansi"]
+__all__ = [
+    "ExecutionResult",
+    "Image",
+    "KernelSpec",
+    "RemoteError",
+    "item_kind",
+    "remote_error",
+    "stream_text",
+    "strip_ansi",
+]
 
 _KINDS: dict[type[Any], str] = {
     ErrorOutput: "error",
@@ -50,6 +59,18 @@ def item_kind(item: Mapping[str, Any]) -> str:
     Kept for callers of earlier releases; match on :func:`parse_output`'s types instead.
     """
     return _KINDS[type(parse_output(item))]
+
+
+def stream_text(item: Mapping[str, Any]) -> str:
+    """A stream item's text (a truncation notice's list joined). Kept for earlier callers."""
+    parsed = parse_output(item)
+    return parsed.text if isinstance(parsed, Stream | TruncationNotice) else ""
+
+
+def remote_error(item: Mapping[str, Any]) -> RemoteError:
+    """The :class:`RemoteError` an error item describes. Kept for earlier callers."""
+    parsed = parse_output(item)
+    return parsed.error if isinstance(parsed, ErrorOutput) else RemoteError("", "")
 
 
 @dataclass

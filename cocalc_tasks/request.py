@@ -42,8 +42,8 @@ class ExecuteRequest:
 
     input: str
     kernel: str
-    #: Stored as a tuple, whatever sequence was given.
-    history: Sequence[str] = field(default=())
+    #: Stored as a tuple, whatever sequence was given (None: no history).
+    history: Sequence[str] | None = field(default=())
     project_id: str | None = None
     path: str | None = None
     no_cache: bool = False
@@ -72,8 +72,7 @@ class ExecuteRequest:
     def build(cls, input: str, kernel: str, **options: Unpack[ExecuteOptions]) -> ExecuteRequest:
         """The request for ``execute(input, kernel, **options)``."""
         # An unknown option is a TypeError that names it, as for any keyword argument.
-        values: dict[str, Any] = {**options, "history": options.get("history") or ()}
-        return cls(input, kernel, **values)
+        return cls(input, kernel, **options)
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, Any]) -> ExecuteRequest:

@@ -65,7 +65,7 @@ class CocalcContentHash(CachePolicy):
         **kwargs: Any,
     ) -> str | None:
         credentials: CocalcCredentials = inputs["credentials"]
-        request = ExecuteRequest.from_mapping({**inputs, "history": inputs.get("history") or ()})
+        request = ExecuteRequest.from_mapping(inputs)
         if request.no_cache:
             return None
         request = request.with_default_project(credentials.project_id)
@@ -131,7 +131,7 @@ def _execute_code(
             return execute_code(credentials, "factor(2023)", kernel="sage-10.4").text
         ```
     """
-    request = ExecuteRequest(input, kernel, history or (), project_id, path, no_cache, tag)
+    request = ExecuteRequest(input, kernel, history, project_id, path, no_cache, tag)
     with credentials.get_client() as client:
         result = client.send(request)
     logger = get_run_logger()

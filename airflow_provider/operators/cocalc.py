@@ -147,7 +147,7 @@ class CocalcExecuteOperator(BaseOperator):
             request = ExecuteRequest(
                 self._code(),
                 self.kernel,
-                self.history or (),
+                self.history,
                 project_id,
                 self.path,
                 self.no_cache,

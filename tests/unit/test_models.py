@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks import CocalcExecutionError, ExecutionResult, KernelSpec
-from cocalc_tasks.models import item_kind, strip_ansi
+from cocalc_tasks.models import RemoteError, item_kind, strip_ansi
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 
@@ -195,3 +195,13 @@ def test_compact_dict_gives_each_image_of_a_bundle_its_own_path() -> None:
     assert data["image/png"] == "/out/0.png"
     assert data["image/svg+xml"] == "/out/1.svg"
     assert data["text/plain"] == "<Figure>"
+
+
+def test_earlier_helpers_keep_their_names_and_answers() -> None:
+    from cocalc_tasks.models import remote_error, stream_text
+
+    assert stream_text({"name": "stdout", "text": ["a", "b"]}) == "ab"
+    assert stream_text({"data": {"text/plain": "1"}}) == ""
+    error = remote_error({"ename": "E", "evalue": "v", "traceback": ["\x1b[31mE: v\x1b[0m"]})
+    assert (error.ename, error.evalue, error.traceback) == ("E", "v", "E: v")
+    assert remote_error({"name": "stdout", "text": "x"}) == RemoteError("", "")
