@@ -33,14 +33,28 @@ def _no_cocalc_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No kernel outlives the suite: every server's kernels use connection files named
-    ``<data dir>/scratch/kernel-*.json``, so any survivor is found by its command line."""
+    """No kernel of the suite's own servers outlives the suite.
+
+    Every server's kernels name ``<data dir>/scratch/kernel-*`` on their command line, and the
+    suite's servers keep their data under pytest's temporary directory or in a ``LocalServer``
+    temporary directory, so only those are counted: a user's own server running beside the
+    suite is none of its business."""
     import time
 
-    from tests.support.procs import processes_mentioning
+    from cocalc_tasks.server.process import DATA_DIR_PREFIX
+    from tests.support.procs import cmdline, processes_mentioning
+
+    roots = [str(session.config._tmp_path_factory.getbasetemp()), f"/{DATA_DIR_PREFIX}"]
+
+    def left_behind() -> list[int]:
+        return [
+            pid
+            for pid in processes_mentioning("/scratch/kernel-")
+            if any(root in cmdline(pid) for root in roots)
+        ]
 
     deadline = time.monotonic() + 10
-    while (left := processes_mentioning("/scratch/kernel-")) and time.monotonic() < deadline:
+    while (left := left_behind()) and time.monotonic() < deadline:
         time.sleep(0.2)
     if left:
         print(f"\nERROR: kernel processes left behind after the suite: {left}")

@@ -23,7 +23,10 @@ import requests
 if TYPE_CHECKING:
     from cocalc_tasks.client import CocalcClient
 
-__all__ = ["LocalServer"]
+__all__ = ["DATA_DIR_PREFIX", "LocalServer"]
+
+#: Name prefix of the temporary data directory of a server started without ``data_dir``.
+DATA_DIR_PREFIX = "cocalc-tasks-server-"
 
 
 class LocalServer:
@@ -43,7 +46,7 @@ class LocalServer:
     ) -> None:
         self._tmp: tempfile.TemporaryDirectory[str] | None = None
         if data_dir is None:
-            self._tmp = tempfile.TemporaryDirectory(prefix="cocalc-tasks-server-")
+            self._tmp = tempfile.TemporaryDirectory(prefix=DATA_DIR_PREFIX)
             data_dir = self._tmp.name
         self.data_dir = Path(data_dir)
         self.api_keys = list(api_keys)

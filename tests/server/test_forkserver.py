@@ -29,7 +29,7 @@ from cocalc_tasks.server.forkserver import (
 from cocalc_tasks.server.process import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import start_server
-from tests.support.procs import _cmdline, _parent, kernel_processes, processes_mentioning
+from tests.support.procs import _parent, cmdline, kernel_processes, processes_mentioning
 
 PROBE = """\
 import json, os, sys
@@ -159,7 +159,7 @@ def test_failed_fork_falls_back_to_exec(tmp_path: Path) -> None:
 
 # -- through the server -------------------------------------------------------------------------
 def _kernel_parents(data_dir: Path) -> list[str]:
-    return [_cmdline(_parent(pid)) for pid in kernel_processes(data_dir)]
+    return [cmdline(_parent(pid)) for pid in kernel_processes(data_dir)]
 
 
 def test_server_kernels_are_forked(server: LocalServer) -> None:

@@ -6,7 +6,7 @@ import os
 from pathlib import Path
 
 
-def _cmdline(pid: int) -> str:
+def cmdline(pid: int) -> str:
     try:
         raw = Path(f"/proc/{pid}/cmdline").read_bytes()
     except OSError:
@@ -17,7 +17,7 @@ def _cmdline(pid: int) -> str:
 def processes_mentioning(text: str) -> list[int]:
     """PIDs whose command line contains ``text`` (e.g. a server's data directory)."""
     pids = [int(e.name) for e in Path("/proc").iterdir() if e.name.isdigit()]
-    return [pid for pid in pids if pid != os.getpid() and text in _cmdline(pid)]
+    return [pid for pid in pids if pid != os.getpid() and text in cmdline(pid)]
 
 
 def _parent(pid: int) -> int:
@@ -30,7 +30,7 @@ def _parent(pid: int) -> int:
 
 def is_zygote(pid: int) -> bool:
     """A kernel fork server; the kernels it forked share its command line, not its parent."""
-    return "zygote.py" in _cmdline(pid) and "zygote.py" not in _cmdline(_parent(pid))
+    return "zygote.py" in cmdline(pid) and "zygote.py" not in cmdline(_parent(pid))
 
 
 def kernel_processes(data_dir: str | Path) -> list[int]:
@@ -40,5 +40,5 @@ def kernel_processes(data_dir: str | Path) -> list[int]:
     return [
         pid
         for pid in processes_mentioning(str(data_dir))
-        if " serve " not in _cmdline(pid) and not is_zygote(pid)
+        if " serve " not in cmdline(pid) and not is_zygote(pid)
     ]
