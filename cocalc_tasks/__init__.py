@@ -23,6 +23,16 @@ __version__ = "0.1.0"
 _EXPORTS = {
     "execute_code": "cocalc_tasks.api",
     "list_kernels": "cocalc_tasks.api",
+    "run_command": "cocalc_tasks.api",
+    "run_script": "cocalc_tasks.api",
+    "submit_command": "cocalc_tasks.api",
+    "wait_for_job": "cocalc_tasks.api",
+    "cancel_job": "cocalc_tasks.api",
+    "ExecRequest": "cocalc_tasks.exec_request",
+    "CommandResult": "cocalc_tasks.command_result",
+    "Job": "cocalc_tasks.command_result",
+    "JobStatus": "cocalc_tasks.command_result",
+    "JobStat": "cocalc_tasks.command_result",
     "CocalcClient": "cocalc_tasks.client",
     "ExecuteRequest": "cocalc_tasks.request",
     "compute_hash": "cocalc_tasks.hashing",
@@ -50,9 +60,19 @@ def __dir__() -> list[str]:
 
 
 if TYPE_CHECKING:
+    from cocalc_tasks.api import cancel_job as cancel_job
     from cocalc_tasks.api import execute_code as execute_code
     from cocalc_tasks.api import list_kernels as list_kernels
+    from cocalc_tasks.api import run_command as run_command
+    from cocalc_tasks.api import run_script as run_script
+    from cocalc_tasks.api import submit_command as submit_command
+    from cocalc_tasks.api import wait_for_job as wait_for_job
     from cocalc_tasks.client import CocalcClient as CocalcClient
+    from cocalc_tasks.command_result import CommandResult as CommandResult
+    from cocalc_tasks.command_result import Job as Job
+    from cocalc_tasks.command_result import JobStat as JobStat
+    from cocalc_tasks.command_result import JobStatus as JobStatus
+    from cocalc_tasks.exec_request import ExecRequest as ExecRequest
     from cocalc_tasks.hashing import compute_hash as compute_hash
     from cocalc_tasks.models import ExecutionResult as ExecutionResult
     from cocalc_tasks.models import Image as Image

@@ -1,4 +1,5 @@
-"""The functional surface: ``execute_code`` and ``list_kernels``.
+"""The functional surface: ``execute_code``, ``list_kernels``, and the exec API's
+``run_command``, ``run_script``, ``submit_command``, ``wait_for_job`` and ``cancel_job``.
 
 They are thin wrappers over :class:`~cocalc_tasks.client.CocalcClient`, in the manner of
 ``requests.get`` over ``requests.Session``. Pass ``client=`` to reuse a connection; otherwise
@@ -8,15 +9,26 @@ the call. These are the functions the CLI, Airflow and Prefect layers call.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Unpack
 
 from cocalc_tasks.client import CocalcClient
+from cocalc_tasks.command_result import CommandResult, Job, JobStatus
+from cocalc_tasks.exec_calls import Deadline, OutputCallback
+from cocalc_tasks.exec_request import ExecOptions
 from cocalc_tasks.models import ExecutionResult, KernelSpec
 from cocalc_tasks.request import ExecuteOptions
 
-__all__ = ["execute_code", "list_kernels"]
+__all__ = [
+    "cancel_job",
+    "execute_code",
+    "list_kernels",
+    "run_command",
+    "run_script",
+    "submit_command",
+    "wait_for_job",
+]
 
 
 @contextmanager
@@ -61,3 +73,84 @@ def list_kernels(
     """List the kernels of the global pool, or of ``project_id``."""
     with _client_for(client, api_key, host) as c:
         return c.kernels(project_id)
+
+
+def run_command(
+    command: str,
+    args: Sequence[str] | None = None,
+    *,
+    err_on_exit: bool = True,
+    api_key: str | None = None,
+    host: str | None = None,
+    client: CocalcClient | None = None,
+    **options: Unpack[ExecOptions],
+) -> CommandResult:
+    """Run a shell command in a project and wait for it (``CocalcClient.exec``).
+
+    >>> run_command("echo", ["hi"], project_id=PROJECT).stdout  # doctest: +SKIP
+    'hi\\n'
+    """
+    with _client_for(client, api_key, host) as c:
+        return c.exec(command, args, err_on_exit=err_on_exit, **options)
+
+
+def run_script(
+    code: str,
+    interpreter: str = "python3",
+    args: Sequence[str] = (),
+    *,
+    err_on_exit: bool = True,
+    api_key: str | None = None,
+    host: str | None = None,
+    client: CocalcClient | None = None,
+    **options: Unpack[ExecOptions],
+) -> CommandResult:
+    """Run code with an interpreter in a project (``CocalcClient.run_script``).
+
+    >>> run_script("factor(2^255-1)", "sage", project_id=PROJECT).stdout  # doctest: +SKIP
+    '7 * 31 * 103 * ...'
+    """
+    with _client_for(client, api_key, host) as c:
+        return c.run_script(code, interpreter, args, err_on_exit=err_on_exit, **options)
+
+
+def submit_command(
+    command: str,
+    args: Sequence[str] | None = None,
+    *,
+    api_key: str | None = None,
+    host: str | None = None,
+    client: CocalcClient | None = None,
+    **options: Unpack[ExecOptions],
+) -> Job:
+    """Start a command as an async job (``CocalcClient.submit``)."""
+    with _client_for(client, api_key, host) as c:
+        return c.submit(command, args, **options)
+
+
+def wait_for_job(
+    job: str | Job,
+    *,
+    project_id: str | None = None,
+    deadline: Deadline = None,
+    on_output: OutputCallback | None = None,
+    api_key: str | None = None,
+    host: str | None = None,
+    client: CocalcClient | None = None,
+) -> CommandResult:
+    """Wait for a job to finish (``CocalcClient.wait``)."""
+    with _client_for(client, api_key, host) as c:
+        return c.wait(job, project_id=project_id, deadline=deadline, on_output=on_output)
+
+
+def cancel_job(
+    job: str | Job,
+    *,
+    project_id: str | None = None,
+    api_key: str | None = None,
+    host: str | None = None,
+    client: CocalcClient | None = None,
+) -> JobStatus:
+    """Kill a running job (``CocalcClient.cancel``)."""
+    with _client_for(client, api_key, host) as c:
+        return c.cancel(job, project_id=project_id)

@@ -1,6 +1,7 @@
-"""The ``cocalc-tasks`` command: ``kernels``, ``exec``, ``hash`` and ``serve``.
+"""The ``cocalc-tasks`` command: ``kernels``, ``exec``, ``hash``, ``run``, ``job`` and ``serve``.
 
-Exit codes:
+``run`` and ``job wait`` exit with the remote command's own exit code (124 when CoCalc killed
+it at its timeout, 137 when it was cancelled). Otherwise, exit codes:
 
 ====  ==========================================================================
 0     success
@@ -22,7 +23,9 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cocalc_tasks.client import CocalcClient
+from cocalc_tasks.command_result import CommandResult, JobStatus
 from cocalc_tasks.errors import CocalcError, CocalcValidationError
+from cocalc_tasks.exec_request import ExecRequest
 from cocalc_tasks.models import ExecutionResult
 from cocalc_tasks.output_items import ErrorOutput, RichOutput, Stream, TruncationNotice, strip_ansi
 from cocalc_tasks.request import ExecuteRequest
@@ -35,14 +38,52 @@ EXIT_USAGE = 2
 EXIT_REFUSED = 3
 EXIT_TRANSIENT = 4
 EXIT_CACHE_MISS = 5
+EXIT_COMMAND_TIMEOUT = 124
+EXIT_COMMAND_CANCELLED = 137
 
 
-def _add_client_options(parser: argparse.ArgumentParser) -> None:
+def _add_client_options(parser: argparse.ArgumentParser, *, read_timeout: bool = True) -> None:
     group = parser.add_argument_group("connection")
     group.add_argument("--host", help="API base URL (env COCALC_HOST, default https://cocalc.com)")
     group.add_argument("--api-key", help="API key (env COCALC_API_KEY; prefer the variable)")
-    group.add_argument("--timeout", type=float, default=None, help="read timeout in seconds")
+    if read_timeout:
+        group.add_argument("--timeout", type=float, default=None, help="read timeout in seconds")
     group.add_argument("--ca-bundle", help="CA bundle for TLS verification (always on)")
+
+
+def _env_pair(text: str) -> tuple[str, str]:
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"expected NAME=VALUE, got {text!r}")
+    return name, value
+
+
+def _add_run_parsers(sub: Any) -> None:
+    run = sub.add_parser(
+        "run",
+        help="run a shell command in a project, streaming its output",
+        description="Runs the command as an async job (no 60 s request limit), prints its "
+        "output as it arrives, and exits with the command's own exit code.",
+    )
+    run.add_argument("-p", "--project-id", help="the project (env COCALC_PROJECT_ID)")
+    run.add_argument("--path", help="working directory relative to the project's home")
+    run.add_argument(
+        "--timeout", type=float, help="seconds before CoCalc kills the command (default 60)"
+    )
+    run.add_argument("--max-output", type=int, help="characters kept of stdout and of stderr")
+    run.add_argument("--env", type=_env_pair, action="append", default=[], metavar="NAME=VALUE")
+    run.add_argument("--bash", action="store_true", help="run the command as a bash script")
+    run.add_argument("--async", dest="async_", action="store_true", help="print the job id")
+    run.add_argument("--json", action="store_true", help="print the final result as JSON")
+    run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- command [args...]")
+    _add_client_options(run, read_timeout=False)
+
+    job = sub.add_parser("job", help="status, wait for, or cancel an async job")
+    job.add_argument("action", choices=["status", "wait", "cancel"])
+    job.add_argument("job_id")
+    job.add_argument("-p", "--project-id", help="the job's project (env COCALC_PROJECT_ID)")
+    job.add_argument("--json", action="store_true", help="print the record as JSON")
+    _add_client_options(job, read_timeout=False)
 
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
@@ -64,7 +105,7 @@ def build_parser() -> argparse.ArgumentParser:
         prog="cocalc-tasks",
         description="Run code on CoCalc Jupyter kernels.",
         epilog="exit codes: 0 ok, 1 remote exception, 2 usage, 3 refused, 4 transient, "
-        "5 cache miss (hash --lookup)",
+        "5 cache miss (hash --lookup); run and job wait: the command's own code",
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -85,6 +126,8 @@ def build_parser() -> argparse.ArgumentParser:
     _add_request_options(hsh)
     hsh.add_argument("--lookup", action="store_true", help="ask the server's cache for this hash")
     _add_client_options(hsh)
+
+    _add_run_parsers(sub)
 
     serve = sub.add_parser("serve", help="run the local CoCalc-compatible server")
     from cocalc_tasks.server.settings import add_serve_arguments
@@ -129,7 +172,9 @@ def _request(args: argparse.Namespace) -> ExecuteRequest:
 
 def _client(args: argparse.Namespace) -> CocalcClient:
     kwargs: dict[str, Any] = {"api_key": args.api_key, "host": args.host}
-    if args.timeout is not None:
+    if getattr(args, "project_id", None):
+        kwargs["project_id"] = args.project_id
+    if args.command in ("exec", "hash", "kernels") and args.timeout is not None:
         kwargs["timeout"] = (10.0, args.timeout)
     if args.ca_bundle:
         kwargs["verify"] = args.ca_bundle
@@ -194,6 +239,74 @@ def _cmd_hash(args: argparse.Namespace) -> int:
     return EXIT_OK if result.ok else EXIT_REMOTE_ERROR
 
 
+def _write(stream: str, text: str) -> None:
+    out = sys.stderr if stream == "stderr" else sys.stdout
+    out.write(text)
+    out.flush()
+
+
+def _command_exit(result: CommandResult, args: argparse.Namespace) -> int:
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        for name in ("stdout", "stderr"):
+            text = getattr(result, name)
+            if text and not text.endswith("\n"):
+                _write(name, "\n")  # the streamed text ended without one
+    if result.timed_out:
+        return EXIT_COMMAND_TIMEOUT
+    if result.status == "killed":
+        return EXIT_COMMAND_CANCELLED
+    return result.exit_code if result.status == "completed" else result.exit_code or 1
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    argv = list(args.argv)
+    if argv and argv[0] == "--":
+        argv = argv[1:]
+    if not argv:
+        raise CocalcValidationError("no command given: cocalc-tasks run -p PROJECT -- cmd args...")
+    request = ExecRequest(
+        argv[0],
+        argv[1:] or None,
+        project_id=args.project_id,
+        path=args.path,
+        timeout=args.timeout,
+        max_output=args.max_output,
+        bash=True if args.bash else None,
+        env=dict(args.env) or None,
+    )
+    with _client(args) as client:
+        job = client.submit_request(request)
+        if args.async_:
+            print(job.job_id)
+            return EXIT_OK
+        result = client.wait(job, on_output=None if args.json else _write)
+    return _command_exit(result, args)
+
+
+def _print_status(status: JobStatus, args: argparse.Namespace) -> None:
+    if args.json:
+        print(json.dumps({**status.result_fields()}, indent=2))
+        return
+    elapsed = "" if status.elapsed_s is None else f", {status.elapsed_s:g} s"
+    print(
+        f"{status.job_id}: {status.status}, exit code {status.exit_code}, pid {status.pid}{elapsed}"
+    )
+
+
+def _cmd_job(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        if args.action == "status":
+            _print_status(client.job(args.job_id, stats=True), args)
+            return EXIT_OK
+        if args.action == "cancel":
+            _print_status(client.cancel(args.job_id), args)
+            return EXIT_OK
+        result = client.wait(args.job_id, on_output=None if args.json else _write)
+    return _command_exit(result, args)
+
+
 def _exit_code_for(error: CocalcError) -> int:
     if isinstance(error, CocalcValidationError):
         return EXIT_USAGE
@@ -203,7 +316,13 @@ def _exit_code_for(error: CocalcError) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
-    commands = {"kernels": _cmd_kernels, "exec": _cmd_exec, "hash": _cmd_hash}
+    commands = {
+        "kernels": _cmd_kernels,
+        "exec": _cmd_exec,
+        "hash": _cmd_hash,
+        "run": _cmd_run,
+        "job": _cmd_job,
+    }
     try:
         if args.command == "serve":
             from cocalc_tasks.server.main import serve_from_args

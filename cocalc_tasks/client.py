@@ -1,4 +1,4 @@
-"""``CocalcClient``: one keep-alive session that speaks CoCalc's Jupyter HTTP API.
+"""``CocalcClient``: one keep-alive session that speaks CoCalc's Jupyter and exec HTTP APIs.
 
 The client owns authentication, retries and the translation of CoCalc's envelope (HTTP 200
 with ``{"error": ...}``) into :mod:`cocalc_tasks.errors`. Everything above it (the functional
@@ -24,6 +24,7 @@ from cocalc_tasks.errors import (
     CocalcTimeoutError,
     error_from_message,
 )
+from cocalc_tasks.exec_calls import ExecCalls
 from cocalc_tasks.models import ExecutionResult, KernelSpec
 from cocalc_tasks.request import ExecuteOptions, ExecuteRequest
 from cocalc_tasks.transport import AbortableAdapter, build_retry
@@ -37,11 +38,12 @@ KERNELS_PATH = "/api/v2/jupyter/kernels"
 EXECUTE_PATH = "/api/v2/jupyter/execute"
 _EXCERPT_CHARS = 200
 
-Timeout = float | tuple[float, float]
+Timeout = float | tuple[float, float | None]
 
 
-class CocalcClient:
-    """A client for ``/api/v2/jupyter/kernels`` and ``/api/v2/jupyter/execute``.
+class CocalcClient(ExecCalls):
+    """A client for ``/api/v2/jupyter/kernels``, ``/api/v2/jupyter/execute`` and
+    ``/api/v2/exec`` (commands and async jobs: see :class:`~cocalc_tasks.exec_calls.ExecCalls`).
 
     Arguments win over ``COCALC_API_KEY``, ``COCALC_HOST`` and ``COCALC_PROJECT_ID``.
 
@@ -186,6 +188,9 @@ class CocalcClient:
         return self._result(response, kernel=None, hash=hash, elapsed=None)
 
     # -- plumbing ----------------------------------------------------------------------------
+    def _connect_timeout(self) -> float:
+        return self.timeout[0] if isinstance(self.timeout, tuple) else self.timeout
+
     def _result(self, response: Any, **context: Any) -> ExecutionResult:
         if not isinstance(response, dict):
             raise CocalcServerError("the execute response is not a JSON object")
@@ -253,7 +258,7 @@ class CocalcClient:
             raise CocalcAuthError(f"HTTP {status} from {self.host}: {excerpt}")
         if status == 404:
             raise CocalcServerError(
-                f"HTTP 404 from {response.url}: this server has no Jupyter API endpoint there",
+                f"HTTP 404 from {response.url}: this server has no such API endpoint",
                 status_code=status,
                 body_excerpt=excerpt,
             )

@@ -11,15 +11,20 @@ Orchestrator retry policies read that flag instead of keeping their own lists.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, ClassVar
+import re
+from typing import TYPE_CHECKING, Any, ClassVar
 
 if TYPE_CHECKING:
+    from cocalc_tasks.command_result import CommandResult
     from cocalc_tasks.models import ExecutionResult
 
 __all__ = [
     "CocalcApiDisabledError",
     "CocalcAuthError",
     "CocalcBadRequestError",
+    "CocalcCapabilityError",
+    "CocalcCommandError",
+    "CocalcCommandTimeoutError",
     "CocalcConnectionError",
     "CocalcError",
     "CocalcExecutionError",
@@ -29,7 +34,9 @@ __all__ = [
     "CocalcQuotaError",
     "CocalcServerError",
     "CocalcTimeoutError",
+    "CocalcUnknownJobError",
     "CocalcUnknownKernelError",
+    "CocalcUnsupportedError",
     "CocalcValidationError",
     "error_from_message",
 ]
@@ -50,6 +57,18 @@ class CocalcError(Exception):
     def __str__(self) -> str:
         return f"{self.message} ({self.hint})" if self.hint else self.message
 
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Keyword-only constructors and extra attributes do not survive Exception's default
+        # pickling; errors must, because Airflow and Prefect pickle them across processes.
+        return (_rebuild, (type(self), self.args, self.__dict__))
+
+
+def _rebuild(cls: type[CocalcError], args: tuple[Any, ...], state: dict[str, Any]) -> CocalcError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class CocalcAuthError(CocalcError):
     """The API key is missing, invalid, or not accepted for this request."""
@@ -61,6 +80,12 @@ class CocalcPermissionError(CocalcAuthError):
     """The key is valid but may not use this project."""
 
     hint = "use an account key of a collaborator, or the project's own key"
+
+
+class CocalcCapabilityError(CocalcPermissionError):
+    """The key lacks a capability the call needs (the rewrite's keys, e.g. ``project:exec``)."""
+
+    hint = "give the API key the capability named in the message, for this project"
 
 
 class CocalcQuotaError(CocalcError):
@@ -93,6 +118,12 @@ class CocalcApiDisabledError(CocalcError):
     hint = "use your own project (project_id) or another server"
 
 
+class CocalcUnsupportedError(CocalcApiDisabledError):
+    """The server does not know this call (an older or newer CoCalc)."""
+
+    hint = "this server does not offer that call; see the compatibility notes in the docs"
+
+
 class CocalcBadRequestError(CocalcError):
     """The request is malformed: the server (or the client's own checks) refused it."""
 
@@ -105,7 +136,10 @@ class CocalcTimeoutError(CocalcError):
     """No answer in time, from the client's HTTP timeout or the server's hub timeout."""
 
     transient = True
-    hint = "raise the client timeout, or split the work; remote per-cell limits are fixed"
+    hint = (
+        "raise the client timeout or split the work; a command longer than CoCalc's 60 s "
+        "request limit should be submitted as a job"
+    )
 
 
 class CocalcConnectionError(CocalcError):
@@ -159,11 +193,65 @@ class CocalcExecutionError(CocalcError):
         return f"{self.message}\n{self.traceback}" if self.traceback else self.message
 
 
+class CocalcCommandError(CocalcError):
+    """A shell command exited with a non-zero code (or could not be started).
+
+    ``exit_code`` is None when the program could not run at all. ``stderr`` is the command's
+    own error output, without CoCalc's wrapping; ``result`` is the whole
+    :class:`~cocalc_tasks.command_result.CommandResult` when the output was received.
+    """
+
+    hint = "the command failed; see its stderr"
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        exit_code: int | None = None,
+        stdout: str = "",
+        stderr: str = "",
+        command: str | None = None,
+        result: CommandResult | None = None,
+        server_message: str | None = None,
+    ) -> None:
+        self.exit_code = exit_code
+        self.stdout = stdout
+        self.stderr = stderr
+        self.command = command
+        self.result = result
+        super().__init__(message, server_message=server_message)
+
+
+class CocalcCommandTimeoutError(CocalcCommandError, CocalcTimeoutError):
+    """CoCalc killed the command (its whole process group) at its ``timeout``."""
+
+    transient = False
+    hint = "raise timeout=, or submit the command as a job (no 60 s request limit)"
+
+
+class CocalcUnknownJobError(CocalcError):
+    """No async job of that id in that project."""
+
+    hint = (
+        "CoCalc keeps a job for one hour after it was last read, and forgets every job when "
+        "the project restarts; check the project_id too"
+    )
+
+    def __init__(self, message: str, *, job_id: str = "", server_message: str | None = None):
+        self.job_id = job_id
+        super().__init__(message, server_message=server_message)
+
+
 # Verbatim messages (or distinctive fragments) from docs/cocalc-api.md §6, mapped to classes.
 # Order matters: the first fragment found in the message wins.
 _MESSAGE_MAP: tuple[tuple[str, type[CocalcError]], ...] = (
+    ("lacks required capability", CocalcCapabilityError),
     ("permission denied", CocalcPermissionError),
     ("must be collaborator", CocalcPermissionError),
+    ("must be a collaborator on", CocalcPermissionError),
+    ("project specific api key must match", CocalcPermissionError),
+    ("must be signed in", CocalcAuthError),
+    ("must sign in with an account API key", CocalcAuthError),
     ("account_id must be specified", CocalcAuthError),
     ("MUST provide an api key", CocalcAuthError),
     ("You must provide authentication", CocalcAuthError),
@@ -181,8 +269,26 @@ _MESSAGE_MAP: tuple[tuple[str, type[CocalcError]], ...] = (
     ("input or hash must not be null", CocalcBadRequestError),
     ("kernel must be specified", CocalcBadRequestError),
     ("must be valid uuid", CocalcBadRequestError),
+    ("must specify project_id", CocalcBadRequestError),
+    ("invalid exec request", CocalcBadRequestError),
+    ("unknown function", CocalcUnsupportedError),
+    ("method_not_allowed", CocalcUnsupportedError),
+    # CoCalc master answers an `async_cancel` (which it does not know) with this TypeError.
+    ("(reading 'split')", CocalcUnsupportedError),
 )
 _TIMEOUT_MESSAGES = frozenset({"timeout", "undefined", "error: timeout"})
+# Master wraps every exec failure in this prefix; the rewrite does not (docs/exec-api.md).
+_EXEC_PREFIX = re.compile(r"^Error executing command '.*?' with args '.*?' -- ", re.DOTALL)
+_NONZERO = re.compile(
+    r"^command '(?P<command>.*)' exited with nonzero code (?P<code>-?\d+) -- "
+    r"stderr='(?P<stderr>.*)'$",
+    re.DOTALL,
+)
+_NOT_RUN = re.compile(
+    r"^command '(?P<command>.*)' was not able to run -- stderr='(?P<stderr>.*)'$", re.DOTALL
+)
+_KILLED = re.compile(r"^killed command '(?P<command>.*)'$", re.DOTALL)
+_UNKNOWN_JOB = re.compile(r"^Async operation '(?P<job>.*)' does not exist\.$", re.DOTALL)
 
 
 def error_from_message(message: object) -> CocalcError:
@@ -192,9 +298,46 @@ def error_from_message(message: object) -> CocalcError:
     server said is lost.
     """
     text = message if isinstance(message, str) else repr(message)
-    if text.strip().lower() in _TIMEOUT_MESSAGES:
-        return CocalcTimeoutError(f"the server timed out ({text!r})", server_message=text)
+    if text.strip().lower() in _TIMEOUT_MESSAGES or text.startswith("timeout - callHub"):
+        return CocalcTimeoutError(f"the server timed out ({text.strip()!r})", server_message=text)
+    exec_error = _exec_error(text)
+    if exec_error is not None:
+        return exec_error
     for fragment, cls in _MESSAGE_MAP:
         if fragment in text:
             return cls(text, server_message=text)
     return CocalcError(text, server_message=text)
+
+
+def _exec_error(text: str) -> CocalcError | None:
+    """The exec API's own failures, in either flavour (with or without master's prefix)."""
+    core = _EXEC_PREFIX.sub("", text, count=1)
+    if core.startswith("Error: "):
+        core = core[len("Error: ") :]
+    if match := _NONZERO.match(core):
+        code = int(match["code"])
+        return CocalcCommandError(
+            f"command {match['command']!r} exited with code {code}",
+            exit_code=code,
+            stderr=match["stderr"],
+            command=match["command"],
+            server_message=text,
+        )
+    if match := _NOT_RUN.match(core):
+        return CocalcCommandError(
+            f"command {match['command']!r} could not be started",
+            stderr=match["stderr"],
+            command=match["command"],
+            server_message=text,
+        )
+    if match := _KILLED.match(core):
+        return CocalcCommandTimeoutError(
+            f"the command was killed at its timeout ({core})",
+            command=match["command"],
+            server_message=text,
+        )
+    if match := _UNKNOWN_JOB.match(core):
+        return CocalcUnknownJobError(
+            f"no job {match['job']!r} in this project", job_id=match["job"], server_message=text
+        )
+    return None

@@ -1,4 +1,5 @@
-"""FastAPI routes: CoCalc's ``/api/v2/jupyter/*`` and the ``/api/conat/hub`` bridge.
+"""FastAPI routes: CoCalc's ``/api/v2/jupyter/*``, ``/api/v2/exec``, and the
+``/api/conat/hub`` and ``/api/conat/project`` bridges.
 
 Routes parse the body and hand over to :class:`~cocalc_tasks.server.service.ExecutionService`;
 they hold no logic of their own. As on CoCalc, parameters come only from a POST JSON body
@@ -20,9 +21,12 @@ from fastapi.responses import JSONResponse
 
 from cocalc_tasks.server.auth import Identity, KeyRing
 from cocalc_tasks.server.cache import ResultCache
+from cocalc_tasks.server.exec_service import ExecService
 from cocalc_tasks.server.forkserver import fork_supported
+from cocalc_tasks.server.jobs import JobStore
 from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.pool import KernelPools
+from cocalc_tasks.server.project_bridge import ProjectBridge, now_ms
 from cocalc_tasks.server.service import ApiError, ExecutionService
 from cocalc_tasks.server.settings import ServerSettings
 
@@ -50,6 +54,45 @@ _EXECUTE_SCHEMA: dict[str, Any] = {
         "tag": {"type": "string"},
     },
 }
+_EXEC_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "project_id": {"type": "string", "format": "uuid"},
+        "command": {"type": "string"},
+        "args": {"type": "array", "items": {"type": "string"}},
+        "path": {"type": "string"},
+        "timeout": {"type": "number", "minimum": 0},
+        "max_output": {"type": "integer", "minimum": 1},
+        "bash": {"type": "boolean"},
+        "err_on_exit": {"type": "boolean"},
+        "env": {"type": "object", "additionalProperties": {"type": "string"}},
+        "async_call": {"type": "boolean"},
+        "async_get": {"type": "string"},
+        "async_stats": {"type": "boolean"},
+        "async_await": {"type": "boolean"},
+        "async_cancel": {"type": "string"},
+    },
+    "required": ["project_id"],
+}
+_PROJECT_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "properties": {
+        "project_id": {"type": "string", "format": "uuid"},
+        "name": {
+            "type": "string",
+            "enum": [
+                "system.ping",
+                "system.exec",
+                "system.jupyterExecute",
+                "system.listJupyterKernels",
+                "system.stopJupyterKernel",
+            ],
+        },
+        "args": {"type": "array", "items": {"type": "object"}},
+        "timeout": {"type": "number", "exclusiveMinimum": 0},
+    },
+    "required": ["name"],
+}
 _KERNELS_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {"project_id": {"type": "string", "format": "uuid"}},
@@ -57,7 +100,10 @@ _KERNELS_SCHEMA: dict[str, Any] = {
 _HUB_SCHEMA: dict[str, Any] = {
     "type": "object",
     "properties": {
-        "name": {"type": "string", "enum": ["jupyter.kernels", "jupyter.execute"]},
+        "name": {
+            "type": "string",
+            "enum": ["jupyter.kernels", "jupyter.execute", "system.ping", "system.test"],
+        },
         "args": {"type": "array", "items": {"type": "object"}},
         "timeout": {"type": "number"},
     },
@@ -113,7 +159,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     os.environ.setdefault("IPYTHONDIR", kernel_env["IPYTHONDIR"])
     catalog = KernelCatalog(settings.kernel_aliases)
     keys = KeyRing(settings.api_keys, settings.project_keys)
-    state: dict[str, ExecutionService] = {}
+    state: dict[str, Any] = {}
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -130,19 +176,31 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
         cache = ResultCache(settings.data_dir / "cache.sqlite3", settings.cache_ttl_seconds)
         cache.purge_expired()
-        state["service"] = ExecutionService(settings, catalog, pools, cache)
+        jobs = JobStore(settings.data_dir / "jobs.sqlite3", settings.job_ttl_seconds)
+        execs = ExecService(settings, jobs, kernel_env)
+        execs.recover()
+        state["service"] = service = ExecutionService(settings, catalog, pools, cache)
+        state["exec"] = execs
+        state["bridge"] = ProjectBridge(execs, service, pools)
         for name in settings.kernels:
             pools.warm(catalog.resolve(name).spec_name)
         try:
             yield
         finally:
+            await execs.close()
             await pools.close()
             cache.close()
+            jobs.close()
 
     app = FastAPI(title="cocalc-tasks local CoCalc server", lifespan=lifespan)
 
     def service() -> ExecutionService:
-        return state["service"]
+        result: ExecutionService = state["service"]
+        return result
+
+    def execs() -> ExecService:
+        result: ExecService = state["exec"]
+        return result
 
     async def handle(request: Request, action: Action) -> JSONResponse:
         try:
@@ -186,6 +244,10 @@ def create_app(settings: ServerSettings) -> FastAPI:
             if not isinstance(kwargs, dict):
                 raise ApiError("Error: args[0] must be an object")
             name = params.get("name")
+            if name == "system.ping":
+                return {"now": now_ms()}
+            if name == "system.test":
+                return {"account_id": identity.account_id, "server_time": now_ms()}
             try:
                 if name == "jupyter.kernels":
                     return service().kernels(kwargs, identity)
@@ -198,11 +260,37 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
         return await handle(request, action)
 
+    @app.api_route("/api/v2/exec", methods=ANY_METHOD, openapi_extra=_body_doc(_EXEC_SCHEMA))
+    async def exec_(request: Request) -> JSONResponse:
+        """Shell commands in a project, blocking or as async jobs (CoCalc's exec API)."""
+
+        async def action(params: dict[str, Any], identity: Identity) -> dict[str, Any]:
+            return await execs().http(params, identity)
+
+        return await handle(request, action)
+
+    @app.api_route(
+        "/api/conat/project", methods=ANY_METHOD, openapi_extra=_body_doc(_PROJECT_SCHEMA)
+    )
+    async def project(request: Request) -> JSONResponse:
+        """The project bridge used by the official ``cocalc-api`` client (``Project``)."""
+        header = request.headers.get("authorization")
+
+        async def action(params: dict[str, Any], identity: Identity) -> Any:
+            bridge: ProjectBridge = state["bridge"]
+            return await bridge.call(params, bridge.project_for(params, identity, header))
+
+        return await handle(request, action)
+
     @app.get("/cocalc-tasks/status", include_in_schema=False)
     async def status() -> dict[str, Any]:
-        """Pool sizes and live kernel count, for health checks and tests."""
+        """Pool sizes, live kernels and running commands, for health checks and tests."""
         pools = service().pools
-        return {"pools": pools.sizes(), "live_kernels": pools.live_count()}
+        return {
+            "pools": pools.sizes(),
+            "live_kernels": pools.live_count(),
+            "running_commands": execs().running_count(),
+        }
 
     return app
 

@@ -13,12 +13,23 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import hmac
+import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = ["Identity", "KeyRing", "PathEscape", "project_directory", "resolve_path"]
+__all__ = [
+    "Identity",
+    "KeyRing",
+    "PathEscape",
+    "auth_scheme",
+    "project_directory",
+    "resolve_path",
+]
+
+_ACCOUNT_NAMESPACE = uuid.UUID("6f1c2f1e-3c1b-4d8e-9a55-2f0d6c1f7a10")
 
 
 @dataclass(frozen=True)
@@ -27,6 +38,8 @@ class Identity:
 
     kind: str
     project_id: str | None = None
+    #: A stable id for an account key (derived from a digest of the key, never the key).
+    account_id: str | None = None
 
     @property
     def signed_in(self) -> bool:
@@ -39,6 +52,13 @@ class Identity:
 
 
 ANONYMOUS = Identity("anonymous")
+
+
+def auth_scheme(header: str | None) -> str | None:
+    """The scheme of an ``Authorization`` header (``None`` when there is no header)."""
+    if not header or not header.strip():
+        return None
+    return header.strip().partition(" ")[0]
 
 
 def key_from_header(header: str | None) -> str | None:
@@ -77,7 +97,8 @@ class KeyRing:
             if hmac.compare_digest(raw, candidate):
                 project = pid
         if account:
-            return Identity("account")
+            digest = hashlib.sha256(raw).hexdigest()
+            return Identity("account", account_id=str(uuid.uuid5(_ACCOUNT_NAMESPACE, digest)))
         if project is not None:
             return Identity("project", project)
         return ANONYMOUS

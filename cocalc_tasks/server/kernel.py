@@ -29,6 +29,16 @@ class WarmKernel:
     workdir: Path
     disposed: bool = field(default=False)
 
+    @property
+    def pid(self) -> int | None:
+        """The kernel's process id (exec'd or forked)."""
+        pid = getattr(self.manager.provisioner, "pid", None)
+        return pid if isinstance(pid, int) else None
+
+    @property
+    def connection_file(self) -> str:
+        return str(self.manager.connection_file)
+
     async def wait_ready(self, timeout: float) -> None:
         """Return once the kernel answers on shell *and* our IOPub subscription is live.
 

@@ -108,6 +108,31 @@ class KernelPools:
         if kernel.spec_name in self._ready:
             self._refill(kernel.spec_name)
 
+    def pooled(self) -> list[WarmKernel]:
+        """The ready kernels waiting in the pools (not yet given to any call)."""
+        kernels: list[WarmKernel] = []
+        for queue in self._ready.values():
+            waiting = [queue.get_nowait() for _ in range(queue.qsize())]
+            for kernel in waiting:
+                queue.put_nowait(kernel)
+            kernels.extend(waiting)
+        return kernels
+
+    def stop_pooled(self, pid: int) -> bool:
+        """Shut down the ready kernel with this process id; the pool refills. False if no
+        pooled kernel has that pid."""
+        for queue in self._ready.values():
+            kept = [queue.get_nowait() for _ in range(queue.qsize())]
+            found = [k for k in kept if k.pid == pid]
+            for kernel in kept:
+                if kernel not in found:
+                    queue.put_nowait(kernel)
+            if found:
+                for kernel in found:
+                    self.release(kernel)
+                return True
+        return False
+
     def sizes(self) -> dict[str, int]:
         return {name: queue.qsize() for name, queue in self._ready.items()}
 

@@ -274,6 +274,28 @@ class ServerSettings:
     cache_ttl_seconds: float = setting(
         30 * 24 * 3600.0, kind="float", minimum=_POSITIVE, help="how long cached results live"
     )
+    hub_timeout: float = setting(
+        60.0,
+        kind="float",
+        minimum=_POSITIVE,
+        help="seconds a blocking exec or an async_await may hold a request before the answer "
+        '{"error": "undefined"} (CoCalc\'s hub limit); the command keeps running',
+    )
+    exec_max_output: int = setting(
+        8 * 1024 * 1024,
+        kind="int",
+        minimum=1,
+        help="characters kept of each stream of a command, whatever max_output asks",
+    )
+    max_jobs: int = setting(
+        64, kind="int", minimum=1, help="commands (blocking or async) running at once"
+    )
+    job_ttl_seconds: float = setting(
+        3600.0,
+        kind="float",
+        minimum=_POSITIVE,
+        help="how long a finished job stays readable after it was last read",
+    )
 
     def __post_init__(self) -> None:
         for decl in declarations():
