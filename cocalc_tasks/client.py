@@ -251,7 +251,10 @@ class CocalcClient(ExecCalls):
         except ValueError:
             body = None
         if isinstance(body, dict) and "error" in body:
-            raise error_from_message(body["error"])
+            message = body["error"]
+            if isinstance(message, str) and self._api_key and self._api_key in message:
+                message = message.replace(self._api_key, "***")  # a server that echoes keys
+            raise error_from_message(message)
         status = response.status_code
         excerpt = self._excerpt(text)
         if status in (401, 403):

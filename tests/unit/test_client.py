@@ -128,7 +128,7 @@ def test_environment_and_argument_precedence(monkeypatch: pytest.MonkeyPatch) ->
         (200, "<html>oops</html>", CocalcServerError, "not JSON"),
         (200, '{"output": [', CocalcServerError, "not JSON"),
         (502, "<html><body>502 Bad Gateway</body></html>", CocalcServerError, "HTTP 502"),
-        (404, "Not Found", CocalcServerError, "no Jupyter API endpoint"),
+        (404, "Not Found", CocalcServerError, "no such API endpoint"),
         (401, "", CocalcAuthError, "HTTP 401"),
         (
             500,
