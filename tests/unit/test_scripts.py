@@ -22,13 +22,18 @@ TRICKY = (
 
 
 def run(script: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
-    env = {
-        **os.environ,
-        "TMPDIR": str(tmp_path),
-        "PATH": f"{Path(sys.executable).parent}:/usr/bin:/bin",
-    }
+    """Run it as CoCalc does: ``bash a.sh``; the script's own temp files go to ``tmp_path``."""
+    work = tmp_path.parent / f"{tmp_path.name}-script"
+    work.mkdir(exist_ok=True)
+    (work / "a.sh").write_text(script, encoding="utf-8")
+    path = f"{Path(sys.executable).parent}:/usr/bin:/bin"
+    env = {**os.environ, "TMPDIR": str(tmp_path), "PATH": path}
     return subprocess.run(
-        ["bash", "-c", script], capture_output=True, text=True, env=env, stdin=subprocess.DEVNULL
+        ["bash", str(work / "a.sh")],
+        capture_output=True,
+        text=True,
+        env=env,
+        stdin=subprocess.DEVNULL,
     )
 
 
