@@ -17,11 +17,128 @@ from tests.reliability.conftest import PROJECT_ID, assert_healthy
 EXECUTE = "/api/v2/jupyter/execute"
 KERNELS = "/api/v2/jupyter/kernels"
 HUB = "/api/conat/hub"
+EXEC = "/api/v2/exec"
+PROJECT = "/api/conat/project"
 BASIC = "Basic " + base64.b64encode(f"{SECRET_KEY}:".encode()).decode()
 
 
 def ok_body(**kw: Any) -> dict[str, Any]:
     return {"input": "print(1)", "kernel": "python3", "noCache": True, **kw}
+
+
+def exec_body(**kw: Any) -> dict[str, Any]:
+    return {"project_id": PROJECT_ID, "command": "echo", "args": ["x"], **kw}
+
+
+def bridge(name: str, *args: Any, **kw: Any) -> dict[str, Any]:
+    return {"project_id": PROJECT_ID, "name": name, "args": list(args), **kw}
+
+
+AUTH = {"Authorization": BASIC}
+UNKNOWN_JOB = "00000000-0000-4000-8000-000000000000"
+
+# /api/v2/exec and the project bridge: (case id, path, body, headers, expected fragment)
+EXEC_CASES: list[tuple[str, str, Any, dict[str, str], str]] = [
+    ("exec-anonymous", EXEC, exec_body(), {}, "must be signed in"),
+    ("exec-no-project", EXEC, {"command": "echo"}, AUTH, "valid uuid"),
+    ("exec-project-int", EXEC, exec_body(project_id=5), AUTH, "valid uuid"),
+    ("exec-no-command", EXEC, {"project_id": PROJECT_ID}, AUTH, "command must be a non-empty"),
+    ("exec-command-int", EXEC, exec_body(command=5), AUTH, "command must be a non-empty"),
+    ("exec-command-blank", EXEC, exec_body(command="  "), AUTH, "command must be a non-empty"),
+    ("exec-command-nul", EXEC, exec_body(command="ec\x00ho"), AUTH, "contains a NUL"),
+    ("exec-args-str", EXEC, exec_body(args="x"), AUTH, "args must be a list of strings"),
+    ("exec-args-ints", EXEC, exec_body(args=[1, 2]), AUTH, "args must be a list of strings"),
+    ("exec-args-nul", EXEC, exec_body(args=["a\x00"]), AUTH, "contains a NUL"),
+    ("exec-timeout-str", EXEC, exec_body(timeout="5"), AUTH, "timeout must be a number"),
+    ("exec-timeout-negative", EXEC, exec_body(timeout=-1), AUTH, "must not be negative"),
+    ("exec-max-output-zero", EXEC, exec_body(max_output=0), AUTH, "max_output must be"),
+    ("exec-max-output-str", EXEC, exec_body(max_output="9"), AUTH, "max_output must be"),
+    ("exec-bash-str", EXEC, exec_body(bash="yes"), AUTH, "bash must be true or false"),
+    ("exec-err-on-exit-int", EXEC, exec_body(err_on_exit=1), AUTH, "err_on_exit must be"),
+    ("exec-async-call-str", EXEC, exec_body(async_call="1"), AUTH, "async_call must be"),
+    ("exec-env-list", EXEC, exec_body(env=["A=1"]), AUTH, "env must be an object"),
+    ("exec-env-int-value", EXEC, exec_body(env={"A": 1}), AUTH, "env['A'] must be a string"),
+    ("exec-env-bad-name", EXEC, exec_body(env={"A=B": "1"}), AUTH, "invalid variable name"),
+    ("exec-path-dotdot", EXEC, exec_body(path="../.."), AUTH, "outside the project directory"),
+    ("exec-path-absolute", EXEC, exec_body(path="/etc"), AUTH, "outside the project directory"),
+    ("exec-path-missing", EXEC, exec_body(path="no/such"), AUTH, "is not a directory"),
+    ("exec-path-int", EXEC, exec_body(path=3), AUTH, "path must be a string"),
+    ("exec-get-int", EXEC, {"project_id": PROJECT_ID, "async_get": 5}, AUTH, "a job id must"),
+    (
+        "exec-get-unknown",
+        EXEC,
+        {"project_id": PROJECT_ID, "async_get": UNKNOWN_JOB},
+        AUTH,
+        f"Error: Async operation '{UNKNOWN_JOB}' does not exist.",
+    ),
+    (
+        "exec-cancel-unknown",
+        EXEC,
+        {"project_id": PROJECT_ID, "async_cancel": UNKNOWN_JOB},
+        AUTH,
+        "does not exist",
+    ),
+    (
+        "exec-stats-str",
+        EXEC,
+        {"project_id": PROJECT_ID, "async_get": UNKNOWN_JOB, "async_stats": "yes"},
+        AUTH,
+        "async_stats must be",
+    ),
+    ("exec-json-array", EXEC, b"[1]", AUTH, "must be a JSON object"),
+    ("exec-json-broken", EXEC, b'{"command": ', AUTH, "not valid JSON"),
+    ("exec-program-missing", EXEC, exec_body(command="no-such-program-zz"), AUTH, "ENOENT"),
+    ("project-no-auth", PROJECT, bridge("system.ping"), {}, "You must provide authentication"),
+    (
+        "project-digest",
+        PROJECT,
+        bridge("system.ping"),
+        {"Authorization": "Digest x"},
+        "Unknown authorization type 'Digest'",
+    ),
+    (
+        "project-unknown-key",
+        PROJECT,
+        bridge("system.ping"),
+        {"Authorization": "Bearer sk-nope"},
+        "must sign in as project or account",
+    ),
+    (
+        "project-no-project-id",
+        PROJECT,
+        {"name": "system.ping"},
+        AUTH,
+        "must specify project_id or use project-specific api key",
+    ),
+    ("project-bad-uuid", PROJECT, bridge("system.ping", project_id="x"), AUTH, "valid uuid"),
+    ("project-unknown-fn", PROJECT, bridge("system.nope"), AUTH, "unknown function 'system.nope'"),
+    ("project-no-name", PROJECT, {"project_id": PROJECT_ID}, AUTH, "unknown function 'None'"),
+    ("project-args-object", PROJECT, bridge("system.exec", args={}), AUTH, "args must be a list"),
+    ("project-args0-int", PROJECT, bridge("system.exec", 5), AUTH, "args[0] must be an object"),
+    ("project-timeout-zero", PROJECT, bridge("system.ping", timeout=0), AUTH, "positive number"),
+    (
+        "project-exec-bad",
+        PROJECT,
+        bridge("system.exec", {"command": 5}),
+        AUTH,
+        "invalid exec request: command must be",
+    ),
+    (
+        "project-stop-bad-pid",
+        PROJECT,
+        bridge("system.stopJupyterKernel", {"pid": "1"}),
+        AUTH,
+        "pid must be an integer",
+    ),
+    (
+        "project-jupyter-no-kernel",
+        PROJECT,
+        bridge("system.jupyterExecute", {"input": "1"}),
+        AUTH,
+        "Error: kernel must be specified",
+    ),
+    ("hub-system-unknown", HUB, {"name": "system.nope"}, AUTH, "unknown hub function"),
+]
 
 
 # (case id, path, method, raw body or JSON value, headers, expected: "error" fragment or "ok")
@@ -256,6 +373,20 @@ def send(
 
 def test_corpus_is_large_enough() -> None:
     assert len(CASES) >= 40
+    assert len(EXEC_CASES) >= 25
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "headers", "expected"),
+    [pytest.param(*case[1:], id=case[0]) for case in EXEC_CASES],
+)
+def test_bad_exec_and_bridge_input(
+    server: LocalServer, path: str, body: Any, headers: dict[str, str], expected: str
+) -> None:
+    response = send(server, path, "POST", body, headers)
+    assert response.status_code == 200, response.text[:300]
+    answer = response.json()
+    assert isinstance(answer, dict) and expected in answer.get("error", ""), answer
 
 
 @pytest.mark.parametrize(
