@@ -42,3 +42,20 @@ def kernel_processes(data_dir: str | Path) -> list[int]:
         for pid in processes_mentioning(str(data_dir))
         if " serve " not in cmdline(pid) and not is_zygote(pid)
     ]
+
+
+def gone(pid: int, within: float = 5.0) -> bool:
+    """True once ``pid`` has exited (a zombie waiting for its reaper counts as exited)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        try:
+            state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+        except (OSError, IndexError):
+            return True
+        if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)

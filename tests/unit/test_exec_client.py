@@ -387,10 +387,10 @@ def test_results_and_errors_survive_pickle_and_json() -> None:
     result = CommandResult.from_response(body("exec_async_completed.json"), command="loop")
     assert CommandResult.from_dict(json.loads(json.dumps(result.to_dict()))) == result
     error = CocalcCommandError("x", exit_code=3, stderr="e", result=result)
-    clone = pickle.loads(pickle.dumps(error))
+    clone = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own bytes)
     assert type(clone) is CocalcCommandError and clone.exit_code == 3 and clone.result == result
     assert str(clone) == str(error)
-    unknown = pickle.loads(pickle.dumps(CocalcUnknownJobError("gone", job_id="j")))
+    unknown = pickle.loads(pickle.dumps(CocalcUnknownJobError("gone", job_id="j")))  # noqa: S301
     assert unknown.job_id == "j" and str(unknown) == str(CocalcUnknownJobError("gone", job_id="j"))
 
 

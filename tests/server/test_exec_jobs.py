@@ -1,0 +1,91 @@
+"""Async jobs across time: longer than any cell limit, and across server restarts."""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import pytest
+
+from cocalc_tasks import CocalcClient
+from cocalc_tasks.server.process import LocalServer
+from tests.conftest import SECRET_KEY
+from tests.server.conftest import PROJECT_ID
+from tests.support.procs import gone
+
+pytestmark = pytest.mark.server
+
+#: No warm kernels: these servers run shell jobs only, and one is killed with SIGKILL.
+JOBS_ONLY = ["--pool-size", "0", "--kernels", "bash", "--hub-timeout", "20"]
+
+
+def jobs_server(data_dir: Path) -> LocalServer:
+    return LocalServer(data_dir=data_dir, api_keys=[SECRET_KEY], args=JOBS_ONLY).start()
+
+
+def client(server: LocalServer) -> CocalcClient:
+    return server.client(project_id=PROJECT_ID, timeout=(5, 60))
+
+
+def wait_for_output(c: CocalcClient, job_id: str, text: str, within: float = 10) -> None:
+    deadline = time.monotonic() + within
+    while text not in c.job(job_id).stdout:
+        assert time.monotonic() < deadline, f"{text!r} never appeared"
+        time.sleep(0.05)
+
+
+def test_a_90_second_job_streams_everything_in_order(tmp_path: Path) -> None:
+    """Longer than any Jupyter cell (15-30 s) and than the hub's long-poll limit (20 s here)."""
+    with jobs_server(tmp_path / "data") as server, client(server) as c:
+        job = c.submit(
+            "for i in $(seq 1 90); do echo line $i; echo err $i >&2; sleep 1; done", timeout=150
+        )
+        chunks: list[tuple[str, str]] = []
+        started = time.monotonic()
+        result = c.wait(job, on_output=lambda s, t: chunks.append((s, t)), poll_interval=2)
+        took = time.monotonic() - started
+    assert result.ok and 89 < took < 120 and result.elapsed and result.elapsed > 89
+    assert result.stdout == "".join(f"line {i}\n" for i in range(1, 91))
+    assert result.stderr == "".join(f"err {i}\n" for i in range(1, 91))
+    assert "".join(t for s, t in chunks if s == "stdout") == result.stdout
+    assert "".join(t for s, t in chunks if s == "stderr") == result.stderr
+    assert len(chunks) > 20  # it really streamed, poll after poll
+
+
+def test_jobs_survive_a_graceful_restart(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    with jobs_server(data) as server, client(server) as c:
+        finished = c.submit("echo finished")
+        assert c.wait(finished).ok
+        running = c.submit("echo begin; sleep 300", timeout=600)
+        wait_for_output(c, running.job_id, "begin")
+        pid = running.pid or 0
+    assert gone(pid)
+    with jobs_server(data) as server, client(server) as c:
+        assert c.job(finished).stdout == "finished\n"
+        status = c.job(running)
+    assert status.status == "error" and status.exit_code == 1
+    assert status.stdout == "begin\n"
+    assert "server was stopped while this job was running" in status.stderr
+
+
+def test_a_job_whose_server_died_is_reported_and_its_processes_killed(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    server = jobs_server(data)
+    try:
+        with client(server) as c:
+            job = c.submit("echo begin; sleep 300 & echo $!; wait", timeout=600)
+            wait_for_output(c, job.job_id, "begin")
+            time.sleep(0.5)  # let the output reach the store
+            background = int(c.job(job).stdout.split()[1])
+        assert server.process is not None
+        server.process.kill()  # no clean-up at all
+        server.process.wait(10)
+    finally:
+        server.stop()
+    assert not gone(background, within=0)  # the dead server's job outlived it
+    with jobs_server(data) as server, client(server) as c:
+        status = c.job(job)
+    assert status.status == "error" and status.stdout.startswith("begin\n")
+    assert "server stopped while this job was running" in status.stderr
+    assert gone(background)  # ... until the next server settled it
