@@ -131,3 +131,25 @@ def test_unknown_alias_target_is_a_startup_error(tmp_path: Path) -> None:
     )
     assert done.returncode == 2
     assert "sage-10.4=sagemath-9" in done.stderr and "sagemath" in done.stderr
+
+
+PROJECT = "6e75dbf1-0342-4249-9dce-6b21648656e9"
+
+
+def test_run_script_with_sage_prints_what_sage_prints(client: CocalcClient) -> None:
+    """The flagship long-job path: a Sage script through the exec API, no cell limit."""
+    from sage.all import factor  # the same computation in this process, for the expected text
+
+    result = client.run_script("factor(2^255-1)", interpreter="sage", project_id=PROJECT)
+    assert result.ok and result.stdout == f"{factor(2**255 - 1)}\n"
+    assert result.stdout.startswith("7 * 31 * 103 * 151")
+
+
+def test_sage_script_as_a_job_streams_its_output(client: CocalcClient) -> None:
+    code = "for n in [2023, 2024, 2025]:\n    print(n, factor(n), flush=True)\n"
+    job = client.submit_script(code, "sage", project_id=PROJECT, timeout=120)
+    lines: list[str] = []
+    result = client.wait(job, on_output=lambda s, t: lines.append(t), poll_interval=0.2)
+    assert result.ok
+    assert result.stdout == "2023 7 * 17^2\n2024 2^3 * 11 * 23\n2025 3^4 * 5^2\n"
+    assert "".join(lines) == result.stdout
