@@ -87,6 +87,18 @@ def write_markdown(r: dict[str, Any]) -> None:
             f"| 5 | `prefect_tasks` over `import prefect` ({i['prefect_ms']:.0f} ms) | "
             f"+{i['prefect_tasks_over_prefect_ms']:.1f} ms | |"
         )
+    e = r["exec"]
+    lines += [
+        f"| 7 | blocking exec of `true` vs `subprocess.run(['true'])` "
+        f"({e['subprocess_true']['p50_ms']:.2f} ms) + one loopback HTTP round trip "
+        f"({e['loopback_round_trip']['p50_ms']:.2f} ms) | p50 {e['blocking_true']['p50_ms']:.2f} ms:"
+        f" **{e['blocking_ratio_vs_floor_p50']:.2f}x** | <= 3x |",
+        f"| 7 | `async_get` poll of a running job | p50 **{e['async_get']['p50_ms']:.2f} ms**, "
+        f"p95 {e['async_get']['p95_ms']:.2f} ms | p50 <= 3 ms |",
+        f"| 7 | server CPU while 8 jobs run, each polled once a second ({e['watch_seconds']:.0f} s;"
+        f" idle: {e['idle_server_cpu_pct']:.2f}%) | **{e['eight_jobs_polled_cpu_pct']:.2f}%** of "
+        "one core | <= 2% |",
+    ]
     lines += [
         f"| 6 | server RSS over {s['calls']} calls (not counting kernels) | "
         f"{s['rss_first_mb']:.1f} MB after {s['samples'][0][0]} calls -> {s['rss_last_mb']:.1f} MB "

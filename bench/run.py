@@ -15,6 +15,7 @@ from typing import Any
 
 from bench.cache import cache_hits
 from bench.common import KEY, OUT
+from bench.exec import exec_costs
 from bench.imports import import_costs
 from bench.kernels import kernel_starts
 from bench.latency import client_overhead, warm_latency
@@ -49,6 +50,7 @@ def main() -> int:
                 ),
             ),
             ("soak", lambda: soak(server)),
+            ("exec", lambda: exec_costs(server)),
             ("kernel_starts", kernel_starts),
         ]
         for name, step in steps:
