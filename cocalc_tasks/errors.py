@@ -271,6 +271,7 @@ _MESSAGE_MAP: tuple[tuple[str, type[CocalcError]], ...] = (
     ("must be valid uuid", CocalcBadRequestError),
     ("must specify project_id", CocalcBadRequestError),
     ("invalid exec request", CocalcBadRequestError),
+    ("too many commands running", CocalcServerError),
     ("unknown function", CocalcUnsupportedError),
     ("method_not_allowed", CocalcUnsupportedError),
     # CoCalc master answers an `async_cancel` (which it does not know) with this TypeError.

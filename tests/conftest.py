@@ -33,7 +33,7 @@ def _no_cocalc_env(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No kernel of the suite's own servers outlives the suite.
+    """No server of the suite, and no kernel of one, outlives the suite.
 
     Every server's kernels name ``<data dir>/scratch/kernel-*`` on their command line, and the
     suite's servers keep their data under pytest's temporary directory or in a ``LocalServer``
@@ -49,7 +49,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     def left_behind() -> list[int]:
         return [
             pid
-            for pid in processes_mentioning("/scratch/kernel-")
+            for marker in ("/scratch/kernel-", "cocalc_tasks serve")
+            for pid in processes_mentioning(marker)
             if any(root in cmdline(pid) for root in roots)
         ]
 
@@ -57,5 +58,5 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     while (left := left_behind()) and time.monotonic() < deadline:
         time.sleep(0.2)
     if left:
-        print(f"\nERROR: kernel processes left behind after the suite: {left}")
+        print(f"\nERROR: server or kernel processes left behind after the suite: {left}")
         session.exitstatus = pytest.ExitCode.TESTS_FAILED

@@ -29,7 +29,7 @@ from typing import Any
 import psutil
 
 from cocalc_tasks.server.auth import Identity, PathEscape, project_directory, resolve_path
-from cocalc_tasks.server.commands import RunningCommand, build_spec
+from cocalc_tasks.server.commands import CommandSpec, RunningCommand, build_spec
 from cocalc_tasks.server.jobs import JobRecord, JobStore
 from cocalc_tasks.server.service import ApiError
 from cocalc_tasks.server.settings import ServerSettings
@@ -168,51 +168,11 @@ class ExecService:
     async def _start(
         self, params: Mapping[str, Any], project_id: str, fail: _Failure, flavor: str
     ) -> dict[str, Any]:
-        command = params.get("command")
-        if not isinstance(command, str) or not command.strip():
-            raise _Invalid("command must be a non-empty string")
-        args = params.get("args")
-        if args is None:
-            args = []
-        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
-            raise _Invalid("args must be a list of strings")
-        for name, value in [("command", command), ("args", "".join(args))]:
-            if "\x00" in value:
-                raise _Invalid(f"{name} contains a NUL character")
         is_async = _flag(params, "async_call", False)
-        err_on_exit = _flag(params, "err_on_exit", True)
-        bash = _flag(params, "bash", False)
-        timeout = _number(params, "timeout", 60.0)
-        requested = params.get("max_output")
-        if requested is not None and (
-            isinstance(requested, bool) or not isinstance(requested, int | float) or requested < 1
-        ):
-            raise _Invalid("max_output must be a positive number of characters")
-        cap = self.settings.exec_max_output
-        default = ASYNC_MAX_OUTPUT if is_async else None
-        chosen = int(requested) if requested is not None else default
-        max_output = cap if chosen is None else min(cap, chosen)
-        cwd = self._cwd(project_id, params.get("path"), fail)
-        env = self._env(project_id, params.get("env"))
-        if len(self._running) >= self.settings.max_jobs:
-            raise fail(
-                f"too many commands running (limit {self.settings.max_jobs}); try again later"
-            )
-        try:
-            spec = build_spec(
-                command,
-                args,
-                bash=bash,
-                cwd=cwd,
-                env=env,
-                timeout=timeout,
-                max_output=max_output,
-            )
-        except OSError as exc:
-            raise fail(f"Error: could not write the script: {exc}") from None
+        spec = self._spec(params, project_id, is_async, fail)
         job_id = str(uuid.uuid4()) if is_async else None
         job = _Job(RunningCommand(spec), project_id, job_id)
-        job.err_on_exit = err_on_exit
+        job.err_on_exit = _flag(params, "err_on_exit", True)
         job.command.on_output = lambda: self._mark_dirty(job)
         await job.command.start()
         self._running.add(job)
@@ -237,7 +197,52 @@ class ExecService:
             body["pid"] = job.command.pid
         return body
 
-    def _cwd(self, project_id: str, path: object, fail: _Failure) -> Path:
+    def _spec(
+        self, params: Mapping[str, Any], project_id: str, is_async: bool, fail: _Failure
+    ) -> CommandSpec:
+        """Check the request's fields and resolve them into what to spawn."""
+        command = params.get("command")
+        if not isinstance(command, str) or not command.strip():
+            raise _Invalid("command must be a non-empty string")
+        args = params.get("args")
+        if args is None:
+            args = []
+        if not isinstance(args, list) or not all(isinstance(a, str) for a in args):
+            raise _Invalid("args must be a list of strings")
+        for name, value in [("command", command), ("args", "".join(args))]:
+            if "\x00" in value:
+                raise _Invalid(f"{name} contains a NUL character")
+        requested = params.get("max_output")
+        if requested is not None and (
+            isinstance(requested, bool) or not isinstance(requested, int | float) or requested < 1
+        ):
+            raise _Invalid("max_output must be a positive number of characters")
+        chosen = (
+            int(requested) if requested is not None else (ASYNC_MAX_OUTPUT if is_async else None)
+        )
+        cap = self.settings.exec_max_output
+        cwd = self._cwd(project_id, params.get("path"))
+        env = self._env(project_id, params.get("env"))
+        bash = _flag(params, "bash", False)
+        timeout = _number(params, "timeout", 60.0)
+        if len(self._running) >= self.settings.max_jobs:
+            raise fail(
+                f"too many commands running (limit {self.settings.max_jobs}); try again later"
+            )
+        try:
+            return build_spec(
+                command,
+                args,
+                bash=bash,
+                cwd=cwd,
+                env=env,
+                timeout=timeout,
+                max_output=cap if chosen is None else min(cap, chosen),
+            )
+        except OSError as exc:
+            raise fail(f"Error: could not write the script: {exc}") from None
+
+    def _cwd(self, project_id: str, path: object) -> Path:
         home = project_directory(self.settings.projects_dir, project_id)
         if path is None or path == "":
             return home

@@ -1,20 +1,47 @@
 """``cocalc-tasks serve``: run the app under uvicorn on a socket bound here.
 
 Binding the socket ourselves means ``--port 0`` works and the one start-up line always shows
-the real URL. SIGINT and SIGTERM stop uvicorn gracefully; the app's lifespan then shuts every
+the real URL. One server owns a data directory (a lock file says which): a second one would
+take the first one's running jobs for orphans. SIGINT and SIGTERM stop uvicorn gracefully; the app's lifespan then shuts every
 kernel down, so no kernel process outlives the server.
 """
 
 from __future__ import annotations
 
 import argparse
+import fcntl
 import logging
+import os
 import socket
 import sys
+from pathlib import Path
+from typing import IO
 
 from cocalc_tasks.server.settings import ServerSettings, SettingsError, settings_from_args
 
 __all__ = ["serve", "serve_from_args"]
+
+
+def lock_data_dir(data_dir: Path) -> IO[str] | None:
+    """Hold ``data_dir/server.lock`` for this process's lifetime; None if another server does."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    handle = (data_dir / "server.lock").open("a+")
+    try:
+        fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        handle.seek(0)
+        owner = handle.read().strip() or "unknown"
+        handle.close()
+        print(
+            f"cocalc-tasks serve: error: the data directory {data_dir} is in use by another "
+            f"server (pid {owner}); give this one its own --data-dir",
+            file=sys.stderr,
+        )
+        return None
+    handle.truncate(0)
+    handle.write(str(os.getpid()))
+    handle.flush()
+    return handle
 
 
 def serve(settings: ServerSettings) -> int:
@@ -23,6 +50,9 @@ def serve(settings: ServerSettings) -> int:
     from cocalc_tasks.server.app import create_app
     from cocalc_tasks.server.kernelspecs import UnknownKernel
 
+    lock = lock_data_dir(settings.data_dir)
+    if lock is None:
+        return 2
     try:
         app = create_app(settings)
     except UnknownKernel as exc:

@@ -76,6 +76,8 @@ class LocalServer:
         ]
 
     def start(self) -> LocalServer:
+        if self.process is not None:
+            raise RuntimeError(f"this server is already running at {self.url}")
         env = {**os.environ, **self.env}
         # Keys go through the environment, not argv, so `ps` does not show them.
         if self.api_keys:

@@ -20,7 +20,8 @@ JOBS_ONLY = ["--pool-size", "0", "--kernels", "bash", "--hub-timeout", "20"]
 
 
 def jobs_server(data_dir: Path) -> LocalServer:
-    return LocalServer(data_dir=data_dir, api_keys=[SECRET_KEY], args=JOBS_ONLY).start()
+    """Not started yet: use it in a ``with`` block, or call ``start()``."""
+    return LocalServer(data_dir=data_dir, api_keys=[SECRET_KEY], args=JOBS_ONLY)
 
 
 def client(server: LocalServer) -> CocalcClient:
@@ -71,7 +72,7 @@ def test_jobs_survive_a_graceful_restart(tmp_path: Path) -> None:
 
 def test_a_job_whose_server_died_is_reported_and_its_processes_killed(tmp_path: Path) -> None:
     data = tmp_path / "data"
-    server = jobs_server(data)
+    server = jobs_server(data).start()
     try:
         with client(server) as c:
             job = c.submit("echo begin; sleep 300 & echo $!; wait", timeout=600)
@@ -89,3 +90,18 @@ def test_a_job_whose_server_died_is_reported_and_its_processes_killed(tmp_path: 
     assert status.status == "error" and status.stdout.startswith("begin\n")
     assert "server stopped while this job was running" in status.stderr
     assert gone(background)  # ... until the next server settled it
+
+
+def test_a_second_server_cannot_take_a_data_directory_in_use(tmp_path: Path) -> None:
+    """It would take the first one's running jobs for orphans and kill them."""
+    data = tmp_path / "data"
+    log = tmp_path / "second.log"
+    with jobs_server(data) as first, client(first) as c:
+        job = c.submit("sleep 30", timeout=60)
+        second = LocalServer(data_dir=data, api_keys=[SECRET_KEY], args=JOBS_ONLY, log_file=log)
+        with pytest.raises(RuntimeError, match="exit code 2"):
+            second.start()
+        second.stop()
+        assert "is in use by another server" in log.read_text()
+        assert c.job(job).status == "running"
+        c.cancel(job)
