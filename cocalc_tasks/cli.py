@@ -287,7 +287,7 @@ def _cmd_run(args: argparse.Namespace) -> int:
 
 def _print_status(status: JobStatus, args: argparse.Namespace) -> None:
     if args.json:
-        print(json.dumps({**status.result_fields()}, indent=2))
+        print(json.dumps(status.to_dict(), indent=2))
         return
     elapsed = "" if status.elapsed_s is None else f", {status.elapsed_s:g} s"
     print(

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any, Literal
 
 from cocalc_tasks.errors import CocalcCommandError, CocalcCommandTimeoutError
@@ -63,12 +63,7 @@ class JobStat:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "timestamp": self.timestamp,
-            "mem_rss": self.mem_rss,
-            "cpu_pct": self.cpu_pct,
-            "cpu_secs": self.cpu_secs,
-        }
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -159,18 +154,7 @@ class CommandResult:
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready; ``from_dict`` reverses it."""
-        return {
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "exit_code": self.exit_code,
-            "elapsed": self.elapsed,
-            "status": self.status,
-            "command": self.command,
-            "job_id": self.job_id,
-            "pid": self.pid,
-            "start": self.start,
-            "stats": [s.to_dict() for s in self.stats],
-        }
+        return {**asdict(self), "stats": [asdict(s) for s in self.stats]}
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> CommandResult:
@@ -229,19 +213,9 @@ class JobStatus:
     def done(self) -> bool:
         return self.status != "running"
 
-    def result_fields(self) -> dict[str, Any]:
+    def to_dict(self) -> dict[str, Any]:
         """JSON-ready record."""
-        return {
-            "job_id": self.job_id,
-            "status": self.status,
-            "stdout": self.stdout,
-            "stderr": self.stderr,
-            "exit_code": self.exit_code,
-            "pid": self.pid,
-            "start": self.start,
-            "elapsed_s": self.elapsed_s,
-            "stats": [s.to_dict() for s in self.stats],
-        }
+        return {**asdict(self), "stats": [asdict(s) for s in self.stats]}
 
     @classmethod
     def from_response(cls, data: Mapping[str, Any], *, job_id: str) -> JobStatus:

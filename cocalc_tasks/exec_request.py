@@ -12,13 +12,13 @@ whether a non-zero exit raises (``CommandResult.raise_for_status``).
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, TypedDict, Unpack
 
 from cocalc_tasks.errors import CocalcValidationError
+from cocalc_tasks.request import ProjectRequest
 from cocalc_tasks.validation import type_name, validate_project_id
 
 __all__ = ["ExecOptions", "ExecRequest", "validate_job_id"]
@@ -47,7 +47,7 @@ class ExecOptions(TypedDict, total=False):
 
 
 @dataclass(frozen=True)
-class ExecRequest:
+class ExecRequest(ProjectRequest):
     """A validated exec request; invalid values raise
     :class:`~cocalc_tasks.errors.CocalcValidationError` naming the argument."""
 
@@ -105,18 +105,6 @@ class ExecRequest:
     ) -> ExecRequest:
         """The request for ``exec(command, args, **options)``."""
         return cls(command, args, **options)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ExecRequest:
-        """The request named by ``values`` (e.g. a task's inputs); other keys are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-    def with_default_project(self, project_id: str | None) -> ExecRequest:
-        """This request, run in ``project_id`` when it names no project of its own."""
-        if self.project_id is not None or project_id is None:
-            return self
-        return dataclasses.replace(self, project_id=project_id)
 
     def require_project(self) -> str:
         if self.project_id is None:

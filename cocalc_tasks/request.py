@@ -11,13 +11,13 @@ import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import Any, TypedDict, Unpack
+from typing import Any, Self, TypedDict, Unpack
 
 from cocalc_tasks.errors import CocalcValidationError
 from cocalc_tasks.hashing import compute_hash
 from cocalc_tasks.validation import type_name, validate_project_id
 
-__all__ = ["ExecuteOptions", "ExecuteRequest"]
+__all__ = ["ExecuteOptions", "ExecuteRequest", "ProjectRequest"]
 
 
 class ExecuteOptions(TypedDict, total=False):
@@ -35,8 +35,26 @@ class ExecuteOptions(TypedDict, total=False):
     tag: str | None
 
 
+class ProjectRequest:
+    """What the request dataclasses share: building from a mapping, and a default project."""
+
+    project_id: str | None
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, Any]) -> Self:
+        """The request named by ``values`` (e.g. a task's inputs); other keys are ignored."""
+        names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
+        return cls(**{k: v for k, v in values.items() if k in names})
+
+    def with_default_project(self, project_id: str | None) -> Self:
+        """This request, run in ``project_id`` when it names no project of its own."""
+        if self.project_id is not None or project_id is None:
+            return self
+        return dataclasses.replace(self, project_id=project_id)  # type: ignore[type-var]
+
+
 @dataclass(frozen=True)
-class ExecuteRequest:
+class ExecuteRequest(ProjectRequest):
     """A validated execute request. Invalid values raise
     :class:`~cocalc_tasks.errors.CocalcValidationError` naming the argument."""
 
@@ -73,18 +91,6 @@ class ExecuteRequest:
         """The request for ``execute(input, kernel, **options)``."""
         # An unknown option is a TypeError that names it, as for any keyword argument.
         return cls(input, kernel, **options)
-
-    @classmethod
-    def from_mapping(cls, values: Mapping[str, Any]) -> ExecuteRequest:
-        """The request named by ``values`` (e.g. a task's inputs); other keys are ignored."""
-        names = {f.name for f in dataclasses.fields(cls)}
-        return cls(**{k: v for k, v in values.items() if k in names})
-
-    def with_default_project(self, project_id: str | None) -> ExecuteRequest:
-        """This request, run in ``project_id`` when it names no project of its own."""
-        if self.project_id is not None or project_id is None:
-            return self
-        return dataclasses.replace(self, project_id=project_id)
 
     def body(self) -> dict[str, Any]:
         """The JSON body of ``POST /api/v2/jupyter/execute``: optional keys only when set."""

@@ -19,6 +19,7 @@ from cocalc_tasks.server.process import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_KEY = "sk-demo-local-only"
+DEMO_PROJECT = "00000000-0000-4000-8000-00000000de70"
 SAGE_ALIASES = ["--kernel-alias", "sage-9.8=sagemath", "--kernel-alias", "sage-10.4=sagemath"]
 
 
@@ -108,10 +109,32 @@ def main() -> int:
                     "(skipped: `make sage-env` installs passagemath, see README, for factor(2023))"
                 )
 
-        banner("7. the Airflow DAG, run with dag.test() against this server")
+        banner("7. a long job through the exec API: no cell limit, output streamed as it comes")
+        cli(
+            "run",
+            "-p",
+            DEMO_PROJECT,
+            "--",
+            "bash",
+            "-c",
+            "for i in 1 2 3; do echo step $i of 3; sleep 0.5; done",
+            env=env,
+        )
+        with CocalcClient(api_key=DEMO_KEY, host=server.url, project_id=DEMO_PROJECT) as client:
+            if extra:
+                script = client.run_script("factor(2^255-1)", interpreter="sage", timeout=120)
+                print(f"Sage script, factor(2^255-1) = {script.stdout.strip()}")
+            job = client.submit("sleep 0.3; echo job done", timeout=60)
+            result = client.wait(job)
+            print(
+                f"job {job.job_id}: {result.status}, exit code {result.exit_code}, "
+                f"{result.stdout.strip()!r} in {result.elapsed:.2f} s"
+            )
+
+        banner("8. the Airflow DAG, run with dag.test() against this server")
         run_integration(".venv-airflow", "demo.airflow_steps", env)
 
-        banner("8. the Prefect flow, run against this server")
+        banner("9. the Prefect flow, run against this server")
         run_integration(".venv-prefect", "demo.prefect_steps", env)
 
     banner("done: server stopped, kernels shut down")

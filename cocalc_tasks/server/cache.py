@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-__all__ = ["CachedResult", "ResultCache"]
+__all__ = ["CachedResult", "ResultCache", "open_database"]
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS jupyter_api_cache (
@@ -29,6 +29,17 @@ CREATE INDEX IF NOT EXISTS jupyter_api_cache_hash ON jupyter_api_cache (hash);
 """
 
 
+def open_database(path: Path, schema: str) -> sqlite3.Connection:
+    """One of the server's SQLite files: autocommit, WAL, shared by the event loop's thread
+    and the threads it hands work to, with ``schema`` created if missing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
+    db.execute("PRAGMA journal_mode=WAL")
+    db.execute("PRAGMA synchronous=NORMAL")
+    db.executescript(schema)
+    return db
+
+
 @dataclass(frozen=True)
 class CachedResult:
     id: int
@@ -40,12 +51,8 @@ class ResultCache:
     """Small synchronous store; each call takes well under a millisecond."""
 
     def __init__(self, path: Path, ttl_seconds: float = 30 * 24 * 3600.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.ttl = ttl_seconds
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def get(self, digest: str) -> CachedResult | None:
         now = time.time()

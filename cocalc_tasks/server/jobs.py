@@ -12,12 +12,13 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import sqlite3
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+from cocalc_tasks.server.cache import open_database
 
 __all__ = ["JobRecord", "JobStore"]
 
@@ -86,12 +87,8 @@ class JobStore:
     """Small synchronous store; each call takes well under a millisecond."""
 
     def __init__(self, path: Path, ttl_seconds: float = 3600.0) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
         self.ttl = ttl_seconds
-        self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
+        self._db = open_database(path, _SCHEMA)
 
     def create(self, record: JobRecord) -> None:
         self._db.execute(

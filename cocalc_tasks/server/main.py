@@ -2,8 +2,8 @@
 
 Binding the socket ourselves means ``--port 0`` works and the one start-up line always shows
 the real URL. One server owns a data directory (a lock file says which): a second one would
-take the first one's running jobs for orphans. SIGINT and SIGTERM stop uvicorn gracefully; the app's lifespan then shuts every
-kernel down, so no kernel process outlives the server.
+take the first one's running jobs for orphans. SIGINT and SIGTERM stop uvicorn gracefully; the
+app's lifespan then shuts every kernel down, so no kernel process outlives the server.
 """
 
 from __future__ import annotations
