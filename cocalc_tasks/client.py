@@ -191,6 +191,9 @@ class CocalcClient(ExecCalls):
     def _connect_timeout(self) -> float:
         return self.timeout[0] if isinstance(self.timeout, tuple) else self.timeout
 
+    def _read_timeout(self) -> float | None:
+        return self.timeout[1] if isinstance(self.timeout, tuple) else self.timeout
+
     def _result(self, response: Any, **context: Any) -> ExecutionResult:
         if not isinstance(response, dict):
             raise CocalcServerError("the execute response is not a JSON object")

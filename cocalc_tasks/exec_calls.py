@@ -64,6 +64,9 @@ class ExecCalls:
     def _connect_timeout(self) -> float:
         raise NotImplementedError  # pragma: no cover - provided by CocalcClient
 
+    def _read_timeout(self) -> float | None:
+        raise NotImplementedError  # pragma: no cover - provided by CocalcClient
+
     # -- blocking ----------------------------------------------------------------------------
     def exec(
         self,
@@ -84,7 +87,9 @@ class ExecCalls:
         """Run a prepared :class:`ExecRequest` and wait for it."""
         request = request.with_default_project(self.project_id)
         started = time.monotonic()
-        read = None if request.effective_timeout == 0 else request.effective_timeout + _MARGIN
+        read = None
+        if request.effective_timeout:
+            read = max(request.effective_timeout + _MARGIN, self._read_timeout() or 0.0)
         response = self._post(EXEC_PATH, request.body(), (self._connect_timeout(), read))
         elapsed = time.monotonic() - started
         result = CommandResult.from_response(
