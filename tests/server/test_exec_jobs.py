@@ -105,3 +105,16 @@ def test_a_second_server_cannot_take_a_data_directory_in_use(tmp_path: Path) -> 
         assert "is in use by another server" in log.read_text()
         assert c.job(job).status == "running"
         c.cancel(job)
+
+
+def test_a_relative_data_dir_works_for_kernels_and_commands(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Kernels' IPC files and working directories used to stay relative and fail to spawn."""
+    monkeypatch.chdir(tmp_path)  # the server inherits this working directory
+    server = LocalServer(data_dir="rel-data", api_keys=[SECRET_KEY], args=["--pool-size", "1"])
+    with server, client(server) as c:
+        assert c.execute("print(6 * 7)", "python3").stdout == "42\n"
+        assert c.execute("echo $((6 * 7))", "bash").stdout == "42\n"
+        assert c.exec("pwd").stdout.strip() == str(tmp_path / "rel-data/projects" / PROJECT_ID)
+    assert (tmp_path / "rel-data" / "jobs.sqlite3").exists()
