@@ -87,6 +87,15 @@ def write_markdown(r: dict[str, Any]) -> None:
             f"| 5 | `prefect_tasks` over `import prefect` ({i['prefect_ms']:.0f} ms) | "
             f"+{i['prefect_tasks_over_prefect_ms']:.1f} ms | |"
         )
+    lines += [
+        f"| 6 | server RSS over {s['calls']} calls (not counting kernels) | "
+        f"{s['rss_first_mb']:.1f} MB after {s['samples'][0][0]} calls -> {s['rss_last_mb']:.1f} MB "
+        f"after {s['calls']} | <= 100 MB, flat |",
+        f"| 6 | kernel processes after {s['calls']} calls | {s['kernel_processes_after']} "
+        f"(pool size {s['pool_size']}) | = pool size |",
+        f"| 6 | fork server (zygote) RSS, shared copy-on-write with the kernels it forks | "
+        f"{s['zygote_rss_mb']:.1f} MB | |",
+    ]
     e = r["exec"]
     lines += [
         f"| 7 | blocking exec of `true` vs `subprocess.run(['true'])` "
@@ -100,13 +109,6 @@ def write_markdown(r: dict[str, Any]) -> None:
         "one core | <= 2% |",
     ]
     lines += [
-        f"| 6 | server RSS over {s['calls']} calls (not counting kernels) | "
-        f"{s['rss_first_mb']:.1f} MB after {s['samples'][0][0]} calls -> {s['rss_last_mb']:.1f} MB "
-        f"after {s['calls']} | <= 100 MB, flat |",
-        f"| 6 | kernel processes after {s['calls']} calls | {s['kernel_processes_after']} "
-        f"(pool size {s['pool_size']}) | = pool size |",
-        f"| 6 | fork server (zygote) RSS, shared copy-on-write with the kernels it forks | "
-        f"{s['zygote_rss_mb']:.1f} MB | |",
         "",
         "![results](results.png)",
         "",
