@@ -21,6 +21,7 @@ import logging
 import math
 import os
 import sys
+import time
 import uuid
 from collections.abc import Coroutine, Mapping
 from pathlib import Path
@@ -100,6 +101,7 @@ class ExecService:
         self._running: set[_Job] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
+        self._purged = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
     def recover(self) -> int:
@@ -179,6 +181,9 @@ class ExecService:
         if job_id is not None:
             self._jobs[job_id] = job
             self.store.create(self._record(job))
+            if time.monotonic() - self._purged > 60:  # expired jobs leave the file
+                self._purged = time.monotonic()
+                self.store.purge_expired()
         self._spawn(self._supervise(job))
         if job_id is None:
             limit = self.settings.hub_timeout if flavor == "http" else None
