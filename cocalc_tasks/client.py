@@ -57,7 +57,10 @@ class CocalcClient(ExecCalls):
         retry_ambiguous: Also retry 502/504 and read errors after sending. The remote code
             may then run twice.
         retry_deadline: Bound in seconds on all attempts and waits together.
-        session: A ``requests.Session`` to use instead of a new one (its adapters are kept).
+        session: A ``requests.Session`` whose settings to use (headers, cookies, auth, proxies,
+            certificates, hooks, and adapters mounted on specific prefixes). The client works
+            on a copy, so the caller's session is never changed, and mounts its own retrying,
+            abortable adapter for ``http://`` and ``https://`` there.
 
     Example:
         >>> with CocalcClient(host="http://127.0.0.1:8765") as client:  # doctest: +SKIP
@@ -86,16 +89,14 @@ class CocalcClient(ExecCalls):
         self.timeout = timeout
         self.verify = verify
         self._api_key = settings.api_key
-        self._owns_session = session is None
-        self._session = session or requests.Session()
+        self._session = _copy_session(session) if session is not None else requests.Session()
         self._adapter = AbortableAdapter(
             max_retries=build_retry(
                 retries, retry_ambiguous=retry_ambiguous, deadline=retry_deadline
             )
         )
-        if self._owns_session:
-            self._session.mount("http://", self._adapter)
-            self._session.mount("https://", self._adapter)
+        self._session.mount("http://", self._adapter)
+        self._session.mount("https://", self._adapter)
         self._session.headers.update({"Content-Type": "application/json"})
 
     # -- lifecycle ---------------------------------------------------------------------------
@@ -115,8 +116,8 @@ class CocalcClient(ExecCalls):
         self.close()
 
     def close(self) -> None:
-        if self._owns_session:
-            self._session.close()
+        # Only what the client made: adapters copied from a caller's session stay open.
+        self._adapter.close()
 
     def abort(self) -> None:
         """Abort requests in flight (from another thread), e.g. from an ``on_kill`` hook."""
@@ -287,6 +288,25 @@ class CocalcClient(ExecCalls):
         if self._api_key:
             excerpt = excerpt.replace(self._api_key, "***")
         return excerpt
+
+
+def _copy_session(session: requests.Session) -> requests.Session:
+    """A new session with ``session``'s settings; the original is left as it is."""
+    copy = requests.Session()
+    copy.headers = requests.structures.CaseInsensitiveDict(session.headers)
+    copy.cookies.update(session.cookies)
+    copy.auth = session.auth
+    copy.proxies = dict(session.proxies)
+    copy.cert = session.cert
+    copy.verify = session.verify
+    copy.params = dict(session.params) if isinstance(session.params, dict) else session.params
+    copy.hooks = {event: list(hooks) for event, hooks in session.hooks.items()}
+    copy.trust_env = session.trust_env
+    copy.max_redirects = session.max_redirects
+    for prefix, adapter in session.adapters.items():
+        if prefix not in ("http://", "https://"):
+            copy.mount(prefix, adapter)
+    return copy
 
 
 def _first_line(exc: BaseException) -> str:

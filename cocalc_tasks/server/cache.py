@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS jupyter_api_cache (
     created TEXT NOT NULL,
     last_active REAL NOT NULL,
     expire REAL NOT NULL,
-    output TEXT NOT NULL
+    output TEXT NOT NULL,
+    project_id TEXT
 );
 CREATE INDEX IF NOT EXISTS jupyter_api_cache_hash ON jupyter_api_cache (hash);
 """
@@ -45,6 +46,8 @@ class CachedResult:
     id: int
     output: list[Any]
     created: str
+    #: The project the result was computed in (None: the global pool); a hit needs access.
+    project_id: str | None = None
 
 
 class ResultCache:
@@ -53,11 +56,15 @@ class ResultCache:
     def __init__(self, path: Path, ttl_seconds: float = 30 * 24 * 3600.0) -> None:
         self.ttl = ttl_seconds
         self._db = open_database(path, _SCHEMA)
+        columns = {row[1] for row in self._db.execute("PRAGMA table_info(jupyter_api_cache)")}
+        if "project_id" not in columns:  # a cache file written before rows named their project
+            self._db.execute("DELETE FROM jupyter_api_cache")
+            self._db.execute("ALTER TABLE jupyter_api_cache ADD COLUMN project_id TEXT")
 
     def get(self, digest: str) -> CachedResult | None:
         now = time.time()
         row = self._db.execute(
-            "SELECT id, output, created FROM jupyter_api_cache "
+            "SELECT id, output, created, project_id FROM jupyter_api_cache "
             "WHERE hash = ? AND expire > ? ORDER BY id DESC LIMIT 1",
             (digest, now),
         ).fetchone()
@@ -67,17 +74,29 @@ class ResultCache:
             "UPDATE jupyter_api_cache SET last_active = ?, expire = ? WHERE id = ?",
             (now, now + self.ttl, row[0]),
         )
-        return CachedResult(id=row[0], output=json.loads(row[1]), created=row[2])
+        return CachedResult(
+            id=row[0], output=json.loads(row[1]), created=row[2], project_id=row[3]
+        )
 
-    def put(self, digest: str, output: list[Any], created: str) -> int:
+    def put(
+        self, digest: str, output: list[Any], created: str, project_id: str | None = None
+    ) -> int:
         now = time.time()
         with self._db:
             self._db.execute("BEGIN")
             self._db.execute("DELETE FROM jupyter_api_cache WHERE hash = ?", (digest,))
             cursor = self._db.execute(
-                "INSERT INTO jupyter_api_cache (hash, created, last_active, expire, output) "
-                "VALUES (?, ?, ?, ?, ?)",
-                (digest, created, now, now + self.ttl, json.dumps(output, ensure_ascii=False)),
+                "INSERT INTO jupyter_api_cache "
+                "(hash, created, last_active, expire, output, project_id) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (
+                    digest,
+                    created,
+                    now,
+                    now + self.ttl,
+                    json.dumps(output, ensure_ascii=False),
+                    project_id,
+                ),
             )
         return int(cursor.lastrowid or 0)
 

@@ -17,7 +17,9 @@ import json
 import logging
 import os
 import signal
+import subprocess
 import sys
+import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
@@ -78,10 +80,12 @@ class ForkedProcess:
         return self.returncode
 
     def wait(self, timeout: float | None = None) -> int:
-        # LocalProvisioner.wait() polls until poll() is not None before it calls this.
-        code = self.poll()
-        if code is None:
-            raise TimeoutError(f"kernel process {self.pid} is still running")
+        """As ``Popen.wait``: block until the kernel ends, at most ``timeout`` seconds."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while (code := self.poll()) is None:
+            if deadline is not None and time.monotonic() >= deadline:
+                raise subprocess.TimeoutExpired(f"kernel {self.pid}", timeout or 0)
+            time.sleep(0.01)
         return code
 
     def send_signal(self, signum: int) -> None:
@@ -144,7 +148,11 @@ class Zygote:
             raise ZygoteError(f"fork server for {self.python}: {first.get('error')}")
         self._reader = asyncio.ensure_future(self._read())
 
-    async def spawn(self, argv: Sequence[str], env: dict[str, str], cwd: str) -> ForkedProcess:
+    async def spawn(
+        self, argv: Sequence[str], env: dict[str, str], cwd: str, timeout: float = 10.0
+    ) -> ForkedProcess:
+        """Fork a kernel. A zygote that does not answer within ``timeout`` is stopped (the
+        next start replaces it) and :class:`ZygoteError` tells the caller to exec instead."""
         if not self.alive:
             raise ZygoteError("fork server is not running")
         assert self.process is not None and self.process.stdin is not None
@@ -156,7 +164,13 @@ class Zygote:
             request = {"id": request_id, "argv": list(argv), "env": env, "cwd": cwd}
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             await self.process.stdin.drain()
-        answer = await reply
+        try:
+            answer = await asyncio.wait_for(reply, timeout)
+        except TimeoutError:
+            self._replies.pop(request_id, None)
+            log.warning("fork server %s did not answer in %g s: stopping it", self.python, timeout)
+            await self.close()
+            raise ZygoteError(f"fork server did not answer within {timeout:g} s") from None
         if "pid" not in answer:
             raise ZygoteError(f"fork server: {answer.get('error', 'no pid')}")
         return ForkedProcess(int(answer["pid"]), self)
@@ -178,7 +192,13 @@ class Zygote:
     async def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         while line := await self.process.stdout.readline():
-            message = json.loads(line)
+            try:
+                message = json.loads(line)
+                if not isinstance(message, dict):
+                    raise ValueError("not an object")
+            except ValueError:  # keep reading: one bad line must not strand every request
+                log.warning("fork server %s wrote a malformed line: %r", self.python, line[:200])
+                continue
             if "exited" in message:
                 self._exits[int(message["exited"])] = int(message["code"])
             elif (future := self._replies.pop(int(message.get("id", -1)), None)) is not None:

@@ -5,6 +5,8 @@ Order and messages follow CoCalc (docs/cocalc-api.md §4, §6, §7). Every refus
 
 Deliberate differences from cocalc.com, all on the side of safety:
 - a normal request checks project permissions *before* the cache (CoCalc checks after);
+- a hash-only lookup needs a caller allowed to call at all (CoCalc asks nothing), and a
+  project's cached result is a hit only for callers who may use that project;
 - a ``path`` that leaves the project directory, or does not exist, is refused with an error.
 """
 
@@ -118,7 +120,7 @@ class ExecutionService:
         no_cache = bool(params.get("noCache"))
         digest = params.get("hash")
         if digest is not None and not no_cache:
-            return self._lookup(digest)
+            return self._lookup(digest, identity)
         input_ = _optional_str(params, "input")
         kernel_name = _optional_str(params, "kernel")
         if input_ is None:
@@ -136,21 +138,30 @@ class ExecutionService:
             raise ApiError(SPAWN_FAILED + str(exc)) from None
         directory = self._directory(project_id, path)
         digest = compute_hash(input_, kernel_name, history, project_id, path)
-        if not no_cache and (hit := self._cached(digest)) is not None:
+        if not no_cache and (hit := self._cached(digest, identity)) is not None:
             return hit
         created = js_iso_now()
         output = await self._run(kernel.spec_name, directory, history, input_, project_id)
-        self.cache.put(digest, output, created)
+        self.cache.put(digest, output, created, project_id.lower() if project_id else None)
         return {"output": output, "created": created}
 
-    def _lookup(self, digest: object) -> dict[str, Any]:
+    def _lookup(self, digest: object, identity: Identity) -> dict[str, Any]:
+        """A hash-only lookup. CoCalc answers it before any check; here the caller must be
+        allowed to call at all, and a project's result is only a hit for those who may use
+        that project (for anyone else it is a miss, which says nothing of its existence)."""
+        if not identity.signed_in and not self.settings.allow_anonymous:
+            raise ApiError(NOT_SIGNED_IN)
         if not isinstance(digest, str) or not _HASH_RE.match(digest):
             raise ApiError("hash must be a string of 40 hex digits")
-        return self._cached(digest) or {}
+        return self._cached(digest, identity) or {}
 
-    def _cached(self, digest: str) -> dict[str, Any] | None:
+    def _cached(self, digest: str, identity: Identity) -> dict[str, Any] | None:
         hit = self.cache.get(digest)
         if hit is None:
+            return None
+        if hit.project_id is not None and not (
+            identity.signed_in and identity.may_use_project(hit.project_id)
+        ):
             return None
         return {"id": hit.id, "output": hit.output, "created": hit.created}
 

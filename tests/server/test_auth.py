@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 
 import pytest
@@ -123,9 +124,33 @@ def test_anonymous_off(tmp_path: Path) -> None:
         with CocalcClient(host=srv.url) as anon, pytest.raises(CocalcAuthError):
             anon.kernels()
         with CocalcClient(SECRET_KEY, srv.url) as signed:
-            assert signed.execute("print(3)", "python3").stdout == "3\n"
+            result = signed.execute("print(3)", "python3")
+            assert result.stdout == "3\n"
+            assert signed.cached(result.hash) is not None
+        # a hash-only lookup no longer answers before the auth check
+        with CocalcClient(host=srv.url) as anon, pytest.raises(CocalcAuthError):
+            anon.cached(result.hash)
     finally:
         srv.stop()
+
+
+def test_a_projects_cached_result_is_only_a_hit_for_its_callers(server: LocalServer) -> None:
+    """Anyone who can compute a hash (input + kernel + project id) must not read the output."""
+    code = f"print('private {time.time()}')"
+    with CocalcClient(SECRET_KEY, server.url) as owner:
+        computed = owner.execute(code, "python3", project_id=PROJECT_ID)
+        assert owner.cached(computed.hash) is not None
+    with CocalcClient(host=server.url) as anon:
+        assert anon.cached(computed.hash) is None
+        # nor through a normal request naming no project... (a different hash anyway)
+        assert anon.execute(code, "python3").hash != computed.hash
+    with (
+        CocalcClient(PROJECT_KEY, server.url) as own_key,
+        CocalcClient("sk-not-a-key", server.url) as stranger,
+    ):
+        hit = own_key.cached(computed.hash)
+        assert hit is not None and hit.stdout == computed.stdout
+        assert stranger.cached(computed.hash) is None
 
 
 @pytest.mark.parametrize(

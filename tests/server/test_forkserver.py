@@ -226,3 +226,62 @@ def test_killed_server_leaves_no_kernel(tmp_path: Path) -> None:
         time.sleep(0.1)
     assert left == []  # neither kernels nor their zygote
     srv.stop()
+
+
+# A stand-in zygote: says it is ready, then answers each request with a malformed line and
+# (when told to) a real reply.
+_FAKE_ZYGOTE = """
+import json, os, sys
+print(json.dumps({"ready": True}), flush=True)
+for line in sys.stdin:
+    print("{not json", flush=True)
+    if sys.argv[1] == "answer":
+        print(json.dumps({"id": json.loads(line)["id"], "pid": os.getpid()}), flush=True)
+"""
+
+
+async def _fake_zygote(mode: str) -> Zygote:
+    zygote = Zygote(sys.executable, [], dict(os.environ))
+    zygote.process = await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-c",
+        _FAKE_ZYGOTE,
+        mode,
+        stdin=asyncio.subprocess.PIPE,
+        stdout=asyncio.subprocess.PIPE,
+    )
+    assert zygote.process.stdout is not None
+    assert json.loads(await zygote.process.stdout.readline()) == {"ready": True}
+    zygote._reader = asyncio.ensure_future(zygote._read())
+    return zygote
+
+
+def test_a_zygote_that_never_answers_is_stopped_not_waited_for() -> None:
+    async def scenario() -> None:
+        zygote = await _fake_zygote("silent")
+        started = time.monotonic()
+        with pytest.raises(ZygoteError, match=r"did not answer within 0\.5 s"):
+            await zygote.spawn([sys.executable, "-m", "ipykernel_launcher"], {}, "/", timeout=0.5)
+        assert time.monotonic() - started < 5
+        assert not zygote.alive  # replaced on the next start
+
+    asyncio.run(scenario())
+
+
+def test_a_malformed_line_does_not_end_the_reader() -> None:
+    async def scenario() -> None:
+        zygote = await _fake_zygote("answer")
+        try:
+            for _ in range(2):
+                forked = await zygote.spawn(
+                    [sys.executable, "-m", "ipykernel_launcher"], {}, "/", timeout=5
+                )
+                assert forked.pid == zygote.process.pid  # type: ignore[union-attr]
+            started = time.monotonic()
+            with pytest.raises(subprocess.TimeoutExpired):  # still running: wait honours timeout
+                forked.wait(timeout=0.2)
+            assert 0.2 <= time.monotonic() - started < 2
+        finally:
+            await zygote.close()
+
+    asyncio.run(scenario())

@@ -91,3 +91,22 @@ def test_read_timeout_is_not_retried_by_default() -> None:
             CocalcClient(host=url, timeout=(2, 0.3), retries=3).execute("1", "python3")
         time.sleep(1.0)
     assert len(script.requests) == 1
+
+
+def test_a_callers_session_keeps_retries_and_is_left_unchanged() -> None:
+    """``session=`` used to skip the client's adapter: no retries, no abort(), and the
+    caller's headers were changed."""
+    import requests
+
+    mine = requests.Session()
+    mine.headers["X-Trace"] = "abc"
+    before = dict(mine.headers)
+    with flaky_server(fail(503), OK) as (url, script):
+        client = CocalcClient(host=url, retries=3, session=mine)
+        client._adapter.max_retries.backoff_factor = 0.01
+        assert client.execute("1", "python3").ok
+        client.close()
+    assert len(script.requests) == 2  # retried through the client's own adapter
+    assert all(headers.get("X-Trace") == "abc" for *_, headers in script.requests)
+    assert dict(mine.headers) == before  # no Content-Type added to the caller's session
+    assert mine.get_adapter("https://x") is not client._adapter
