@@ -19,11 +19,22 @@ offline_environment(PREFECT_HOME, log_level="INFO")  # the tests read the run lo
 pytest.importorskip("prefect")
 
 
+#: What the harness's fresh server held before any test ran (see test_block.py).
+AT_STARTUP: dict[str, Any] = {}
+
+
 @pytest.fixture(scope="session", autouse=True)
 def prefect_harness() -> Iterator[None]:
+    from prefect.client.orchestration import get_client
+    from prefect.exceptions import ObjectNotFound
     from prefect.testing.utilities import prefect_test_harness
 
     with prefect_test_harness(server_startup_timeout=120):
+        with get_client(sync_client=True) as client:
+            try:
+                AT_STARTUP["block_type"] = client.read_block_type_by_slug("cocalc-credentials")
+            except ObjectNotFound:
+                AT_STARTUP["block_type"] = None
         yield
 
 

@@ -12,15 +12,14 @@ from cocalc_tasks import CocalcClient
 from prefect_tasks import CocalcCredentials
 from prefect_tasks.credentials import LOGO_URL
 from tests.conftest import ROOT, SECRET_KEY
+from tests.prefect.conftest import AT_STARTUP
 
 
 def test_entry_point_registered_the_block_type_at_server_start() -> None:
-    """Runs first in the Prefect suite: nothing has saved or registered the block yet."""
-    from prefect.client.orchestration import get_client
-
-    with get_client(sync_client=True) as client:
-        block_type = client.read_block_type_by_slug("cocalc-credentials")
-    assert block_type.name == "CoCalc Credentials"
+    """Read when the harness's server started, before any test could save or register the
+    block, so only the ``prefect.collections`` entry point can have put it there."""
+    block_type = AT_STARTUP["block_type"]
+    assert block_type is not None and block_type.name == "CoCalc Credentials"
 
 
 class TestBlockStandards(BlockStandardTestSuite):

@@ -65,6 +65,14 @@ def server(reliability_dir: Path) -> Iterator[LocalServer]:
     srv.wait_for_pool("python3", 2)
     yield srv
     srv.stop()
+    # After every test that used it, whatever their order: the key is in no file it wrote.
+    leaks = files_containing(reliability_dir, SECRET_KEY)
+    if leaks:
+        pytest.fail(f"the API key was written to {leaks}")
+
+
+def files_containing(root: Path, secret: str) -> list[Path]:
+    return [p for p in root.rglob("*") if p.is_file() and secret.encode() in p.read_bytes()]
 
 
 @pytest.fixture
