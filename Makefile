@@ -22,7 +22,7 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider
 help:
 	@echo "make demo   run the example pipeline against the embedded local server"
 	@echo "make test   run the whole test suite (core, server, reliability, Sage, Airflow, Prefect)"
-	@echo "make lint   ruff + mypy;  make bench   benchmarks -> bench/results.md"
+	@echo "make lint   ruff + mypy --strict (part of make test);  make bench   benchmarks -> bench/results.md"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -40,12 +40,12 @@ prefect-env: $(UV)
 sage-env: $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv-sage $(SYNC) --extra sage --extra server --group dev
 
-demo: env airflow-env prefect-env
+demo: env airflow-env prefect-env sage-env
 	.venv/bin/python -m demo
 
 # COCALC_REQUIRE_SAGE=1: the Sage examples in the Airflow and Prefect suites fail (not skip)
 # when .venv-sage is missing, so the flagship workload is always tested.
-test: test-core test-sage test-airflow test-prefect
+test: lint test-core test-sage test-airflow test-prefect
 
 test-core: env
 	.venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/reliability
@@ -59,10 +59,13 @@ test-prefect: prefect-env sage-env
 test-sage: sage-env
 	.venv-sage/bin/pytest $(PYTEST_FLAGS) -m sage tests/sage
 
-lint: env
+# mypy --strict everywhere; each adapter is checked in the environment that has its framework.
+lint: env airflow-env prefect-env
 	.venv/bin/ruff check .
 	.venv/bin/ruff format --check .
 	.venv/bin/mypy
+	.venv-airflow/bin/mypy --strict airflow_provider
+	.venv-prefect/bin/mypy --strict prefect_tasks
 
 bench: env
 	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --group dev --group peer --group fuzz --group bench

@@ -19,11 +19,10 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
-from prefect import Task, get_run_logger, task
+from prefect import State, Task, get_run_logger, task
 from prefect.artifacts import create_markdown_artifact
 from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
-from prefect.states import State
 
 from cocalc_tasks import CocalcError, CocalcExecutionError, ExecutionResult
 from cocalc_tasks.reporting import compact_dict, log_records, to_markdown

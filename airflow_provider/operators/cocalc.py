@@ -193,8 +193,7 @@ class CocalcExecuteOperator(BaseOperator):
         paths = []
         for number, image in enumerate(result.images):
             target = base / f"output-{number}.{image.extension}"
-            with target.open("wb") as handle:
-                handle.write(image.content)
+            target.write_bytes(image.content)
             paths.append(str(target))
         self.log.info("saved %d image(s) under %s", len(paths), base)
         return paths

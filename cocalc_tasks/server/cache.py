@@ -74,9 +74,7 @@ class ResultCache:
             "UPDATE jupyter_api_cache SET last_active = ?, expire = ? WHERE id = ?",
             (now, now + self.ttl, row[0]),
         )
-        return CachedResult(
-            id=row[0], output=json.loads(row[1]), created=row[2], project_id=row[3]
-        )
+        return CachedResult(id=row[0], output=json.loads(row[1]), created=row[2], project_id=row[3])
 
     def put(
         self, digest: str, output: list[Any], created: str, project_id: str | None = None
