@@ -2,8 +2,9 @@
 
 An IPython kernel spends about 0.3 s of CPU importing ipykernel and IPython before it can
 answer. :class:`ForkServers` keeps one zygote per interpreter that has already done those
-imports, and :class:`ForkingKernelManager` asks it for a ``fork`` whenever the kernelspec's
-command is ``python -m <module> ...`` for a module listed in :data:`FORKABLE`. Everything else
+imports, and :class:`ForkingProvisioner` (a jupyter_client kernel provisioner) asks it for a
+``fork`` whenever the kernelspec's command is ``python -m <module> ...`` for a module listed in
+:data:`FORKABLE`. Everything else
 (other modules, custom provisioners, a zygote that failed to start) is launched by
 jupyter_client as usual. A forked kernel is the same program with the same argv, environment
 and working directory; it is only started sooner.
@@ -24,10 +25,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
 
-__all__ = ["FORKABLE", "ForkServers", "ForkedProcess", "ForkingKernelManager", "Zygote"]
+__all__ = [
+    "FORKABLE",
+    "PROVISIONER_NAME",
+    "ForkServers",
+    "ForkedProcess",
+    "ForkingKernelManager",
+    "ForkingProvisioner",
+    "Zygote",
+]
 
 log = logging.getLogger("cocalc_tasks.server.forkserver")
 
@@ -268,34 +278,45 @@ class ForkServers:
         self._zygotes.clear()
 
 
+#: The name under which :class:`ForkingProvisioner` is registered (``pyproject.toml``).
+PROVISIONER_NAME = "cocalc-tasks"
+
+
+class ForkingProvisioner(LocalProvisioner):
+    """jupyter_client's local provisioner, with the kernel forked by a zygote when one can.
+
+    Registered under the ``jupyter_client.kernel_provisioners`` entry point as
+    :data:`PROVISIONER_NAME`; the server's kernelspec manager names it in every spec that does
+    not name a provisioner of its own. The zygotes come from the kernel manager
+    (:class:`ForkingKernelManager`); without one, or when a fork fails, the kernel is launched
+    exactly as ``LocalProvisioner`` launches it.
+    """
+
+    async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
+        servers: ForkServers | None = getattr(self.parent, "fork_servers", None)
+        zygote = await servers.for_command(cmd) if servers is not None else None
+        if zygote is None:
+            return await super().launch_kernel(cmd, **kwargs)
+        cwd = str(kwargs.get("cwd") or os.getcwd())
+        env = dict(kwargs.get("env") or os.environ)
+        try:
+            process = await zygote.spawn(cmd, env, cwd)
+        except (OSError, ZygoteError) as exc:  # e.g. it died a moment ago: exec this one
+            log.warning("fork failed (%s): starting the kernel without the fork server", exc)
+            return await super().launch_kernel(cmd, **kwargs)
+        # What LocalProvisioner.launch_kernel records for a Popen; the child is its own session.
+        self.process = process  # type: ignore[assignment]  # the Popen subset it uses
+        self.pid = self.pgid = process.pid
+        self.cwd = cwd
+        return self.connection_info
+
+
 class ForkingKernelManager(AsyncKernelManager):
-    """An ``AsyncKernelManager`` whose kernel comes from a zygote when one can fork it."""
+    """An ``AsyncKernelManager`` that carries the server's zygotes for its provisioner."""
 
     def __init__(self, fork_servers: ForkServers | None = None, **kwargs: Any) -> None:
         super().__init__(**kwargs)
         self.fork_servers = fork_servers
-
-    async def _async_launch_kernel(self, kernel_cmd: list[str], **kw: Any) -> None:
-        provisioner = self.provisioner
-        zygote = None
-        if self.fork_servers is not None and type(provisioner) is LocalProvisioner:
-            zygote = await self.fork_servers.for_command(kernel_cmd)
-        if zygote is None or not isinstance(provisioner, LocalProvisioner):
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-            return
-        cwd = str(kw.get("cwd") or os.getcwd())
-        env = dict(kw.get("env") or os.environ)
-        try:
-            process = await zygote.spawn(kernel_cmd, env, cwd)
-        except (OSError, ZygoteError) as exc:  # e.g. it died a moment ago: exec this one
-            log.warning("fork failed (%s): starting the kernel without the fork server", exc)
-            await super()._async_launch_kernel(kernel_cmd, **kw)
-            return
-        # What LocalProvisioner.launch_kernel records for a Popen; the child is its own session.
-        provisioner.process = process  # type: ignore[assignment]  # the Popen subset it uses
-        provisioner.pid = provisioner.pgid = process.pid
-        provisioner.cwd = cwd
-        self._reconcile_connection_info(provisioner.connection_info)
 
 
 def fork_supported() -> bool:

@@ -11,16 +11,21 @@ Aliases serve a spec under another name, so code written for cocalc.com names (`
 from __future__ import annotations
 
 import importlib.util
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass
+from importlib.metadata import entry_points
 from pathlib import Path
 from typing import Any
 
 from jupyter_client.kernelspec import KernelSpecManager, NoSuchKernel
 
+from cocalc_tasks.server.forkserver import PROVISIONER_NAME
+
 __all__ = ["KernelCatalog", "UnknownKernel"]
 
 _BUNDLED = Path(__file__).with_name("kernelspecs")
+log = logging.getLogger("cocalc_tasks.server.kernelspecs")
 
 
 class UnknownKernel(LookupError):
@@ -33,11 +38,39 @@ class ResolvedKernel:
     language: str
 
 
+def _provisioner_installed() -> bool:
+    """False when cocalc-tasks runs from a tree whose entry points were never installed."""
+    found = entry_points(group="jupyter_client.kernel_provisioners", name=PROVISIONER_NAME)
+    if not found:
+        log.warning(
+            "the %r kernel provisioner is not installed: kernels are not forked", PROVISIONER_NAME
+        )
+    return bool(found)
+
+
+class _SpecManager(KernelSpecManager):
+    """Names the server's provisioner in every spec that does not name one of its own."""
+
+    def get_kernel_spec(self, kernel_name: str) -> Any:
+        spec = super().get_kernel_spec(kernel_name)
+        if not _PROVISIONER:
+            return spec
+        if "provisioner_name" not in spec.metadata.get("kernel_provisioner", {}):
+            spec.metadata["kernel_provisioner"] = {
+                "provisioner_name": PROVISIONER_NAME,
+                "config": {},
+            }
+        return spec
+
+
+_PROVISIONER = _provisioner_installed()
+
+
 class KernelCatalog:
     """Resolves kernel names and lists them as CoCalc's ``/kernels`` does."""
 
     def __init__(self, aliases: Mapping[str, str] | None = None) -> None:
-        self.manager = KernelSpecManager()
+        self.manager = _SpecManager()
         if importlib.util.find_spec("bash_kernel") is not None:
             self.manager.kernel_dirs.append(str(_BUNDLED))
         self._specs: dict[str, dict[str, Any]] = {}

@@ -23,9 +23,11 @@ from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.forkserver import (
     ForkedProcess,
     ForkingKernelManager,
+    ForkingProvisioner,
     Zygote,
     ZygoteError,
 )
+from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.process import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import start_server
@@ -142,6 +144,7 @@ def test_failed_fork_falls_back_to_exec(tmp_path: Path) -> None:
     async def main() -> tuple[bool, bool]:
         km = ForkingKernelManager(
             fork_servers=_ServersWithDeadZygote(),
+            kernel_spec_manager=KernelCatalog().manager,
             kernel_name="python3",
             transport="ipc",
             ip=str(tmp_path / "ipc"),
@@ -149,7 +152,7 @@ def test_failed_fork_falls_back_to_exec(tmp_path: Path) -> None:
         )
         await km.start_kernel(cwd=str(tmp_path))
         try:
-            assert km.provisioner is not None
+            assert isinstance(km.provisioner, ForkingProvisioner)  # chosen by its entry point
             return isinstance(km.provisioner.process, subprocess.Popen), await km.is_alive()
         finally:
             await km.shutdown_kernel(now=True)
@@ -285,3 +288,30 @@ def test_a_malformed_line_does_not_end_the_reader() -> None:
             await zygote.close()
 
     asyncio.run(scenario())
+
+
+def test_the_provisioner_is_registered_and_named_only_where_a_spec_names_none(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from importlib.metadata import entry_points
+
+    (found,) = entry_points(group="jupyter_client.kernel_provisioners", name="cocalc-tasks")
+    assert found.load() is ForkingProvisioner
+    spec_dir = tmp_path / "kernels" / "custom"
+    spec_dir.mkdir(parents=True)
+    own = {"provisioner_name": "local-provisioner", "config": {}}
+    (spec_dir / "kernel.json").write_text(
+        json.dumps(
+            {
+                "argv": [sys.executable, "-m", "ipykernel_launcher", "-f", "{connection_file}"],
+                "display_name": "custom",
+                "language": "python",
+                "metadata": {"kernel_provisioner": own},
+            }
+        )
+    )
+    monkeypatch.setenv("JUPYTER_PATH", str(tmp_path))
+    manager = KernelCatalog().manager
+    assert manager.get_kernel_spec("custom").metadata["kernel_provisioner"] == own
+    named = manager.get_kernel_spec("python3").metadata["kernel_provisioner"]
+    assert named["provisioner_name"] == "cocalc-tasks"
