@@ -35,7 +35,7 @@ def _no_cocalc_env(monkeypatch: pytest.MonkeyPatch) -> None:
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No server of the suite, and no kernel of one, outlives the suite.
 
-    Every server's kernels name ``<data dir>/scratch/kernel-*`` on their command line, and the
+    Every server's kernels name ``<data dir>/.../kernel-*`` on their command line, and the
     suite's servers keep their data under pytest's temporary directory or in a ``LocalServer``
     temporary directory, so only those are counted: a user's own server running beside the
     suite is none of its business."""
@@ -49,7 +49,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     def left_behind() -> list[int]:
         return [
             pid
-            for marker in ("/scratch/kernel-", "cocalc_tasks serve")
+            for marker in ("/kernel-", "cocalc_tasks serve")
             for pid in processes_mentioning(marker)
             if any(root in cmdline(pid) for root in roots)
         ]

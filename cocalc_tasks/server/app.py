@@ -9,6 +9,7 @@ HTTP 200 with ``{"error": message}``.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from cocalc_tasks.server.jobs import JobStore
 from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.pool import KernelPools
 from cocalc_tasks.server.project_bridge import ProjectBridge, now_ms
+from cocalc_tasks.server.sandbox import Area, Limits, Sandbox, kernel_prefixes
 from cocalc_tasks.server.service import ApiError, ExecutionService
 from cocalc_tasks.server.settings import ServerSettings
 
@@ -151,42 +153,63 @@ async def _read_params(request: Request, limit: int) -> dict[str, Any]:
 
 
 def create_app(settings: ServerSettings) -> FastAPI:
-    """Build the app; kernels start in the lifespan and are all shut down on exit."""
+    """Build the app; kernels start in the lifespan and are all shut down on exit.
+
+    Raises :class:`~cocalc_tasks.server.sandbox.SandboxUnavailable` for ``--sandbox bwrap``
+    where bubblewrap cannot run."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
-    kernel_env = kernel_environment(settings)
+    base_env = base_environment()
+    catalog = KernelCatalog(settings.kernel_aliases)
+    sandbox = Sandbox(
+        settings.sandbox,
+        data_dir=settings.data_dir,
+        projects_dir=settings.projects_dir,
+        anonymous_home=settings.data_dir / "sandbox",
+        readonly=kernel_prefixes(entry["argv"] for entry in catalog.listing()),
+    )
+    anonymous = sandbox.area(None)
     # Listing kernelspecs makes IPython create its directory in this process too: keep it
     # with the kernels' state, out of $HOME (unless the user chose one).
-    os.environ.setdefault("IPYTHONDIR", kernel_env["IPYTHONDIR"])
-    catalog = KernelCatalog(settings.kernel_aliases)
+    os.environ.setdefault("IPYTHONDIR", area_environment(base_env, anonymous)["IPYTHONDIR"])
     keys = KeyRing(settings.api_keys, settings.project_keys)
-    state: dict[str, Any] = {}
+    state: dict[str, Any] = {"sandbox": sandbox}
+
+    def limits_for(spec_name: str) -> list[tuple[int, int]]:
+        own = Limits.parse(settings.kernel_limits_for.get(spec_name, ""))
+        return Limits.parse(settings.kernel_limits).merged(own).rlimits()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        scratch = settings.data_dir / "scratch"
-        scratch.mkdir(parents=True, exist_ok=True)
         pools = KernelPools(
             catalog,
-            scratch_dir=scratch,
-            kernel_env=kernel_env,
+            scratch_dir=anonymous.scratch,
+            kernel_env=area_environment(base_env, anonymous),
             size_for=settings.pool_size_for,
             max_parallel_starts=settings.max_parallel_starts,
             start_timeout=settings.kernel_start_timeout,
             fork=settings.fork_kernels and fork_supported(),
+            default_area=anonymous,
+            sandbox=sandbox,
+            env_for=lambda area: area_environment(base_env, area),
+            limits_for=limits_for,
+            project_size=settings.project_pool_size,
+            idle_seconds=settings.area_idle_seconds,
         )
         cache = ResultCache(settings.data_dir / "cache.sqlite3", settings.cache_ttl_seconds)
         cache.purge_expired()
         jobs = JobStore(settings.data_dir / "jobs.sqlite3", settings.job_ttl_seconds)
-        execs = ExecService(settings, jobs, kernel_env)
+        execs = ExecService(settings, jobs, base_env, sandbox=sandbox)
         execs.recover()
-        state["service"] = service = ExecutionService(settings, catalog, pools, cache)
+        state["service"] = service = ExecutionService(settings, catalog, pools, cache, sandbox)
         state["exec"] = execs
-        state["bridge"] = ProjectBridge(execs, service, pools)
+        state["bridge"] = ProjectBridge(execs, service, pools, sandbox)
         for name in settings.kernels:
             pools.warm(catalog.resolve(name).spec_name)
+        reaper = asyncio.ensure_future(_close_idle_areas(pools))
         try:
             yield
         finally:
+            reaper.cancel()
             await execs.close()
             await pools.close()
             cache.close()
@@ -286,13 +309,28 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def status() -> dict[str, Any]:
         """Pool sizes, live kernels and running commands, for health checks and tests."""
         pools = service().pools
+        sandbox: Sandbox = state["sandbox"]
         return {
             "pools": pools.sizes(),
             "live_kernels": pools.live_count(),
             "running_commands": execs().running_count(),
+            "sandbox": sandbox.mode,
         }
 
     return app
+
+
+async def _close_idle_areas(pools: KernelPools) -> None:
+    """Every minute, stop the pools and zygotes of projects that have been idle too long."""
+    while True:
+        await asyncio.sleep(60)
+        try:
+            closed = await pools.close_idle()
+        except Exception:  # keep watching whatever one pass did
+            log.exception("closing idle projects failed")
+            continue
+        if closed:
+            log.info("stopped the kernels of %d idle project(s)", len(closed))
 
 
 def _server_secret(name: str) -> bool:
@@ -300,26 +338,33 @@ def _server_secret(name: str) -> bool:
     return name.startswith("COCALC_SERVER_") or name == "COCALC_API_KEY"
 
 
-def kernel_environment(settings: ServerSettings) -> dict[str, str]:
-    """The whole environment of a kernel: the server's, minus its settings and keys (code that
-    prints ``os.environ`` must not publish them), with all writable state under the data dir,
-    never in ``$HOME``."""
-    state = settings.data_dir / "kernel-state"
+def base_environment() -> dict[str, str]:
+    """The server's environment minus its settings and keys: code that prints ``os.environ``
+    must not publish them. Kernels and commands start from this."""
+    return {name: value for name, value in os.environ.items() if not _server_secret(name)}
+
+
+def area_environment(base: dict[str, str], area: Area) -> dict[str, str]:
+    """A kernel's whole environment in ``area``: all writable state in the area's state
+    directory, never in ``$HOME``, which is the area's own directory."""
     paths = {
-        "IPYTHONDIR": state / "ipython",
-        "DOT_SAGE": state / "sage",
-        "MAXIMA_USERDIR": state / "maxima",
-        "MPLCONFIGDIR": state / "matplotlib",
-        "JUPYTER_DATA_DIR": state / "jupyter",
+        "IPYTHONDIR": area.state / "ipython",
+        "DOT_SAGE": area.state / "sage",
+        "MAXIMA_USERDIR": area.state / "maxima",
+        "MPLCONFIGDIR": area.state / "matplotlib",
+        "JUPYTER_DATA_DIR": area.state / "jupyter",
     }
-    for path in paths.values():
-        path.mkdir(parents=True, exist_ok=True)
     profile = paths["IPYTHONDIR"] / "profile_default"
-    profile.mkdir(exist_ok=True)
-    (profile / "ipython_kernel_config.py").write_text(_KERNEL_CONFIG, encoding="utf-8")
-    env = {name: value for name, value in os.environ.items() if not _server_secret(name)}
+    config = profile / "ipython_kernel_config.py"
+    if not config.exists() or config.read_text(encoding="utf-8") != _KERNEL_CONFIG:
+        for path in paths.values():
+            path.mkdir(parents=True, exist_ok=True)
+        profile.mkdir(exist_ok=True)
+        config.write_text(_KERNEL_CONFIG, encoding="utf-8")
+    env = dict(base)
     env.update({name: str(path) for name, path in paths.items()})
-    env.update({"PLOTLY_RENDERER": "colab", "PYDEVD_DISABLE_FILE_VALIDATION": "1"})
+    env.update({"HOME": str(area.home), "PLOTLY_RENDERER": "colab"})
+    env["PYDEVD_DISABLE_FILE_VALIDATION"] = "1"
     return env
 
 

@@ -61,6 +61,10 @@ class CommandSpec:
     #: The command after the bash rewrite, as CoCalc quotes it in "killed command".
     spawned: str
     script_dir: Path | None = None
+    #: What is really run: ``argv`` inside a sandbox (None: ``argv`` itself).
+    launch: list[str] | None = None
+    #: Runs in the child before ``exec`` (limits).
+    preexec: Callable[[], None] | None = None
 
 
 def build_spec(
@@ -153,6 +157,18 @@ class _PipeReader(asyncio.Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if not self.closed.done():
             self.closed.set_result(None)
+
+
+def _missing_program(program: str, cwd: Path, path: str) -> OSError | None:
+    """The error ``exec`` would give for ``program``, or None when it can be run."""
+    if "/" in program:
+        target = cwd / program
+        if not target.exists():
+            return FileNotFoundError(2, "No such file or directory", program)
+        return None if os.access(target, os.X_OK) else PermissionError(13, "Permission denied")
+    if shutil.which(program, path=path) is None:
+        return FileNotFoundError(2, "No such file or directory", program)
+    return None
 
 
 def _exit_future(
@@ -255,15 +271,24 @@ class RunningCommand:
         uvloop (``make bench``)."""
         spec = self.spec
         loop = asyncio.get_running_loop()
+        if spec.launch is not None and spec.script_dir is None:
+            # Behind a sandbox launcher a missing program would be the launcher's failure:
+            # report it as CoCalc does, from a spawn error.
+            missing = _missing_program(spec.argv[0], spec.cwd, spec.env.get("PATH", ""))
+            if missing is not None:
+                self._spawn_failed(missing)
+                self._finish()
+                return
         try:
             popen = subprocess.Popen(
-                spec.argv,
+                spec.launch or spec.argv,
                 cwd=str(spec.cwd),
                 env=dict(spec.env),
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.PIPE,
                 stderr=subprocess.PIPE,
                 start_new_session=True,
+                preexec_fn=spec.preexec,  # only setrlimit runs there (sandbox.child_setup)
             )
         except OSError as exc:
             self._spawn_failed(exc)

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 import math
 import os
@@ -32,6 +33,7 @@ import psutil
 from cocalc_tasks.server.auth import Identity, PathEscape, project_directory, resolve_path
 from cocalc_tasks.server.commands import CommandSpec, RunningCommand, build_spec
 from cocalc_tasks.server.jobs import JobRecord, JobStore
+from cocalc_tasks.server.sandbox import Limits, Sandbox, child_setup
 from cocalc_tasks.server.service import ApiError
 from cocalc_tasks.server.settings import ServerSettings
 
@@ -86,10 +88,17 @@ class _Job:
 
 class ExecService:
     def __init__(
-        self, settings: ServerSettings, store: JobStore, base_env: Mapping[str, str]
+        self,
+        settings: ServerSettings,
+        store: JobStore,
+        base_env: Mapping[str, str],
+        *,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
+        self.sandbox = sandbox
+        self._setup = child_setup(Limits.parse(settings.exec_limits).rlimits(), ignore_sigint=False)
         self._base_env = {k: v for k, v in base_env.items() if k not in _DROPPED_ENV}
         # Programs of the server's own environment (python3, sage, jupyter) come first, as a
         # CoCalc project's software stack does.
@@ -234,8 +243,10 @@ class ExecService:
             raise fail(
                 f"too many commands running (limit {self.settings.max_jobs}); try again later"
             )
+        sandbox = self.sandbox if self.sandbox is not None and self.sandbox.enabled else None
+        area = sandbox.area(project_id) if sandbox is not None else None
         try:
-            return build_spec(
+            spec = build_spec(
                 command,
                 args,
                 bash=bash,
@@ -243,9 +254,12 @@ class ExecService:
                 env=env,
                 timeout=timeout,
                 max_output=cap if chosen is None else min(cap, chosen),
+                tmp_root=str(area.scratch) if area is not None else None,
             )
         except OSError as exc:
             raise fail(f"Error: could not write the script: {exc}") from None
+        launch = sandbox.wrap(spec.argv, area, cwd) if sandbox is not None and area else None
+        return dataclasses.replace(spec, launch=launch, preexec=self._setup)
 
     def _cwd(self, project_id: str, path: object) -> Path:
         home = project_directory(self.settings.projects_dir, project_id)

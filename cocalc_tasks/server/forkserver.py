@@ -17,17 +17,20 @@ import contextlib
 import json
 import logging
 import os
+import shutil
 import signal
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from jupyter_client.connect import KernelConnectionInfo
 from jupyter_client.manager import AsyncKernelManager
 from jupyter_client.provisioning.local_provisioner import LocalProvisioner
+
+from cocalc_tasks.server.sandbox import Area, Sandbox, child_setup
 
 __all__ = [
     "FORKABLE",
@@ -100,6 +103,9 @@ class ForkedProcess:
 
     def send_signal(self, signum: int) -> None:
         if self.poll() is None:
+            if self._zygote.sandboxed:  # the pid is the sandbox's: only the zygote can use it
+                self._zygote.signal(self.pid, signum)
+                return
             with contextlib.suppress(ProcessLookupError):  # as Popen: it may just have ended
                 os.kill(self.pid, signum)
 
@@ -114,12 +120,22 @@ class Zygote:
     """One fork server process for one interpreter and set of pre-imported modules."""
 
     def __init__(
-        self, python: str, modules: Sequence[str], env: dict[str, str], label: str = "zygote"
+        self,
+        python: str,
+        modules: Sequence[str],
+        env: dict[str, str],
+        label: str = "zygote",
+        *,
+        wrap: Callable[[list[str]], list[str]] | None = None,
+        script: Path | None = None,
     ) -> None:
         self.python = python
         self.modules = tuple(modules)
         self.env = env
         self.label = label
+        #: Puts the zygote's command into a sandbox (its kernels are forked inside it).
+        self.wrap = wrap
+        self.script = script or _ZYGOTE_SCRIPT
         self.process: asyncio.subprocess.Process | None = None
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._exits: dict[int, int] = {}
@@ -135,13 +151,22 @@ class Zygote:
     def returncode(self) -> int | None:
         return None if self.process is None else self.process.returncode
 
+    @property
+    def sandboxed(self) -> bool:
+        """Inside a sandbox the kernels' pids are those of its PID namespace."""
+        return self.wrap is not None
+
+    def signal(self, pid: int, signum: int) -> None:
+        """Ask the zygote to signal one of its kernels' process groups."""
+        if self.alive and self.process is not None and self.process.stdin is not None:
+            self.process.stdin.write(json.dumps({"signal": pid, "signum": signum}).encode() + b"\n")
+
     async def start(self, timeout: float) -> None:
+        argv = [self.python, str(self.script), "--label", self.label, *self.modules]
+        if self.wrap is not None:
+            argv = self.wrap(argv)
         self.process = await asyncio.create_subprocess_exec(
-            self.python,
-            str(_ZYGOTE_SCRIPT),
-            "--label",
-            self.label,
-            *self.modules,
+            *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             env=self.env,
@@ -159,7 +184,12 @@ class Zygote:
         self._reader = asyncio.ensure_future(self._read())
 
     async def spawn(
-        self, argv: Sequence[str], env: dict[str, str], cwd: str, timeout: float = 10.0
+        self,
+        argv: Sequence[str],
+        env: dict[str, str],
+        cwd: str,
+        timeout: float = 10.0,
+        limits: Sequence[tuple[int, int]] = (),
     ) -> ForkedProcess:
         """Fork a kernel. A zygote that does not answer within ``timeout`` is stopped (the
         next start replaces it) and :class:`ZygoteError` tells the caller to exec instead."""
@@ -171,7 +201,13 @@ class Zygote:
             request_id = self._next_id
             reply = asyncio.get_running_loop().create_future()
             self._replies[request_id] = reply
-            request = {"id": request_id, "argv": list(argv), "env": env, "cwd": cwd}
+            request = {
+                "id": request_id,
+                "argv": list(argv),
+                "env": env,
+                "cwd": cwd,
+                "limits": [list(limit) for limit in limits],
+            }
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             await self.process.stdin.drain()
         try:
@@ -191,6 +227,8 @@ class Zygote:
             return self._exits.pop(pid)
         if self.alive:
             return None
+        if self.sandboxed:  # the sandbox ended with its zygote, and every kernel in it
+            return -signal.SIGKILL
         try:  # the zygote is gone: init reaps its kernels, so ask the OS directly
             os.kill(pid, 0)
         except ProcessLookupError:
@@ -234,26 +272,59 @@ class Zygote:
 
 
 class ForkServers:
-    """The zygotes of one server, started on first use.
+    """The zygotes of one server, started on first use: one per area (project) and interpreter
+    when the sandbox is on (each runs inside its area's sandbox, and so do its kernels), one per
+    interpreter otherwise.
 
     A zygote that fails to start is not tried again (its kernels are exec'd instead); one that
     crashes later is replaced on the next kernel start.
     """
 
     def __init__(
-        self, env: dict[str, str], *, label: str = "zygote", start_timeout: float = 60.0
+        self,
+        env: dict[str, str],
+        *,
+        label: str = "zygote",
+        start_timeout: float = 60.0,
+        sandbox: Sandbox | None = None,
+        env_for: Callable[[Area], dict[str, str]] | None = None,
     ) -> None:
         self.env = env
         self.label = label
         self.start_timeout = start_timeout
-        self._zygotes: dict[tuple[str, str], Zygote | None] = {}
+        self.sandbox = sandbox
+        self.env_for = env_for
+        self._zygotes: dict[tuple[str, str, str], Zygote | None] = {}
         self._lock = asyncio.Lock()
+        self._script = _ZYGOTE_SCRIPT
+        if sandbox is not None and sandbox.enabled:
+            # Sandboxes see the server's tools directory, not its source tree.
+            self._script = sandbox.tools / _ZYGOTE_SCRIPT.name
+            shutil.copyfile(_ZYGOTE_SCRIPT, self._script)
 
-    async def for_command(self, argv: Sequence[str]) -> Zygote | None:
-        """The zygote that can fork ``argv``, or None to launch it the usual way."""
+    def _new(self, argv: Sequence[str], area: Area | None) -> Zygote:
+        modules = FORKABLE[argv[2]]
+        if area is None:
+            return Zygote(argv[0], modules, self.env, self.label)
+        env = self.env_for(area) if self.env_for is not None else self.env
+        label = str(area.scratch / "kernel-zygote")
+        sandbox = self.sandbox
+        if sandbox is None or not sandbox.enabled:
+            return Zygote(argv[0], modules, env, label)
+        return Zygote(
+            argv[0],
+            modules,
+            env,
+            label,
+            wrap=lambda command: sandbox.wrap(command, area, area.scratch),
+            script=self._script,
+        )
+
+    async def for_command(self, argv: Sequence[str], area: Area | None = None) -> Zygote | None:
+        """The zygote that can fork ``argv`` (in ``area``), or None to launch it the usual way."""
         if len(argv) < 3 or argv[1] != "-m" or argv[2] not in FORKABLE:
             return None
-        key = (argv[0], argv[2])
+        key = (area.name if area is not None else "", argv[0], argv[2])
         async with self._lock:
             current = self._zygotes.get(key)
             if current is not None and not current.alive:
@@ -262,7 +333,7 @@ class ForkServers:
                 )
                 del self._zygotes[key]
             if key not in self._zygotes:
-                zygote = Zygote(argv[0], FORKABLE[argv[2]], self.env, self.label)
+                zygote = self._new(argv, area)
                 try:
                     await zygote.start(self.start_timeout)
                 except (OSError, ZygoteError) as exc:
@@ -272,6 +343,12 @@ class ForkServers:
                     self._zygotes[key] = zygote
             found = self._zygotes[key]
         return found if found is not None and found.alive else None
+
+    async def close_area(self, name: str) -> None:
+        """Stop the zygotes of one area (an idle project); they kill their kernels."""
+        keys = [key for key in self._zygotes if key[0] == name]
+        zygotes = [self._zygotes.pop(key) for key in keys]
+        await asyncio.gather(*(z.close() for z in zygotes if z is not None))
 
     async def close(self) -> None:
         await asyncio.gather(*(z.close() for z in self._zygotes.values() if z is not None))
@@ -294,29 +371,57 @@ class ForkingProvisioner(LocalProvisioner):
 
     async def launch_kernel(self, cmd: list[str], **kwargs: Any) -> KernelConnectionInfo:
         servers: ForkServers | None = getattr(self.parent, "fork_servers", None)
-        zygote = await servers.for_command(cmd) if servers is not None else None
-        if zygote is None:
-            return await super().launch_kernel(cmd, **kwargs)
+        area: Area | None = getattr(self.parent, "area", None)
+        limits: Sequence[tuple[int, int]] = getattr(self.parent, "limits", ())
+        zygote = await servers.for_command(cmd, area) if servers is not None else None
         cwd = str(kwargs.get("cwd") or os.getcwd())
-        env = dict(kwargs.get("env") or os.environ)
-        try:
-            process = await zygote.spawn(cmd, env, cwd)
-        except (OSError, ZygoteError) as exc:  # e.g. it died a moment ago: exec this one
-            log.warning("fork failed (%s): starting the kernel without the fork server", exc)
-            return await super().launch_kernel(cmd, **kwargs)
-        # What LocalProvisioner.launch_kernel records for a Popen; the child is its own session.
-        self.process = process  # type: ignore[assignment]  # the Popen subset it uses
-        self.pid = self.pgid = process.pid
-        self.cwd = cwd
-        return self.connection_info
+        if zygote is not None:
+            env = dict(kwargs.get("env") or os.environ)
+            try:
+                process = await zygote.spawn(cmd, env, cwd, limits=limits)
+            except (OSError, ZygoteError) as exc:  # e.g. it died a moment ago: exec this one
+                log.warning("fork failed (%s): starting the kernel without the fork server", exc)
+            else:
+                # What LocalProvisioner.launch_kernel records for a Popen; the child is its own
+                # session. In a sandbox the pid is the sandbox's: signals go through the zygote.
+                self.process = process  # type: ignore[assignment]  # the Popen subset it uses
+                self.pid = process.pid
+                self.pgid = None if zygote.sandboxed else process.pid
+                self.cwd = cwd
+                return self.connection_info
+        sandbox: Sandbox | None = getattr(self.parent, "sandbox", None)
+        sandboxed = sandbox is not None and sandbox.enabled and area is not None
+        if sandboxed:
+            assert sandbox is not None and area is not None
+            cmd = sandbox.wrap(cmd, area, cwd)
+            # Inside the sandbox the kernel's parent is bwrap's init (pid 1), which ipykernel's
+            # parent poller takes for "the parent died"; bwrap --die-with-parent does that job.
+            kwargs["env"] = {
+                k: v for k, v in (kwargs.get("env") or {}).items() if k != "JPY_PARENT_PID"
+            }
+        if limits or sandboxed:
+            kwargs["preexec_fn"] = child_setup(limits, ignore_sigint=sandboxed)
+        return await super().launch_kernel(cmd, **kwargs)
 
 
 class ForkingKernelManager(AsyncKernelManager):
-    """An ``AsyncKernelManager`` that carries the server's zygotes for its provisioner."""
+    """An ``AsyncKernelManager`` that carries, for its provisioner, the server's zygotes, the
+    area (project) the kernel belongs to, the sandbox, and the kernel's rlimits."""
 
-    def __init__(self, fork_servers: ForkServers | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        fork_servers: ForkServers | None = None,
+        *,
+        area: Area | None = None,
+        sandbox: Sandbox | None = None,
+        limits: Sequence[tuple[int, int]] = (),
+        **kwargs: Any,
+    ) -> None:
         super().__init__(**kwargs)
         self.fork_servers = fork_servers
+        self.area = area
+        self.sandbox = sandbox
+        self.limits = limits
 
 
 def fork_supported() -> bool:

@@ -27,6 +27,8 @@ class WarmKernel:
     manager: AsyncKernelManager
     client: AsyncKernelClient
     workdir: Path
+    #: The area (project, or the global pool) whose pools it belongs to.
+    area_name: str = "anonymous"
     disposed: bool = field(default=False)
 
     @property

@@ -49,13 +49,14 @@ def serve(settings: ServerSettings) -> int:
 
     from cocalc_tasks.server.app import create_app
     from cocalc_tasks.server.kernelspecs import UnknownKernel
+    from cocalc_tasks.server.sandbox import SandboxUnavailable
 
     lock = lock_data_dir(settings.data_dir)
     if lock is None:
         return 2
     try:
         app = create_app(settings)
-    except UnknownKernel as exc:
+    except (UnknownKernel, SandboxUnavailable) as exc:
         print(f"cocalc-tasks serve: error: {exc}", file=sys.stderr)
         return 2
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET

@@ -1,4 +1,8 @@
-"""Warm pools of pre-started kernels, one pool per kernelspec.
+"""Warm pools of pre-started kernels, one pool per kernelspec and area.
+
+An area is the global pool's shared place or one project's (see ``sandbox.py``). With the
+sandbox off every call uses the default area's pools; with it on, each project that runs code
+gets its own small pools, forked inside its own sandbox, stopped again when it is idle.
 
 A call takes a kernel from its pool (starting one on the spot when the pool is empty), the pool
 refills in the background, and the used kernel is shut down off the request path: nothing
@@ -11,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import logging
 import tempfile
+import time
 import uuid
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -24,10 +29,15 @@ from cocalc_tasks.server.kernel import WarmKernel, shutdown_kernel
 from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.outputs import OutputCollector, OutputLimits
 from cocalc_tasks.server.runner import run_cell
+from cocalc_tasks.server.sandbox import ANONYMOUS, Area, Sandbox
 
 __all__ = ["KernelPools", "KernelStartError"]
 
 log = logging.getLogger("cocalc_tasks.server.pool")
+
+
+#: (area name, kernelspec name)
+PoolKey = tuple[str, str]
 
 
 class KernelStartError(RuntimeError):
@@ -48,13 +58,27 @@ class KernelPools:
         max_parallel_starts: int = 4,
         start_timeout: float = 60.0,
         fork: bool = True,
+        default_area: Area | None = None,
+        sandbox: Sandbox | None = None,
+        env_for: Callable[[Area], dict[str, str]] | None = None,
+        limits_for: Callable[[str], Sequence[tuple[int, int]]] | None = None,
+        project_size: int = 1,
+        idle_seconds: float = 1800.0,
     ) -> None:
         self.catalog = catalog
         self.scratch_dir = scratch_dir
         self.kernel_env = kernel_env
+        self.default_area = default_area or Area(ANONYMOUS, scratch_dir, scratch_dir, scratch_dir)
+        self.sandbox = sandbox
+        self._env_for = env_for or (lambda area: kernel_env)
+        self._limits_for = limits_for or (lambda spec_name: ())
         self._size_for = size_for or (lambda name, language: default_size)
-        self._ready: dict[str, asyncio.Queue[WarmKernel]] = {}
-        self._starting: dict[str, int] = {}
+        self._project_size = project_size
+        self._idle_seconds = idle_seconds
+        self._ready: dict[PoolKey, asyncio.Queue[WarmKernel]] = {}
+        self._starting: dict[PoolKey, int] = {}
+        self._areas: dict[str, Area] = {self.default_area.name: self.default_area}
+        self._used: dict[str, float] = {}
         self._start_slots = asyncio.Semaphore(max_parallel_starts)
         self._tasks: set[asyncio.Task[None]] = set()
         self._context = zmq.asyncio.Context()
@@ -64,7 +88,7 @@ class KernelPools:
         self._start_timeout = start_timeout
         self._closed = False
         self._live: set[WarmKernel] = set()
-        self._failures: dict[str, int] = {}
+        self._failures: dict[PoolKey, int] = {}
         #: Zygotes that fork pre-imported kernels (see forkserver.py); None: always exec.
         self.fork_servers = (
             ForkServers(
@@ -73,55 +97,80 @@ class KernelPools:
                 # as exec'd kernels do with their connection files.
                 label=str(scratch_dir / "kernel-zygote"),
                 start_timeout=start_timeout,
+                sandbox=sandbox,
+                env_for=self._env_for,
             )
             if fork
             else None
         )
 
-    # -- public ------------------------------------------------------------------------------
-    def warm(self, spec_name: str) -> None:
-        """Make sure the pool of ``spec_name`` exists and is filling."""
-        self._ready.setdefault(spec_name, asyncio.Queue())
-        self._starting.setdefault(spec_name, 0)
-        self._refill(spec_name)
+    @property
+    def per_project(self) -> bool:
+        """Projects get pools of their own only inside sandboxes."""
+        return self.sandbox is not None and self.sandbox.enabled
 
-    async def take(self, spec_name: str) -> WarmKernel:
+    def area_for(self, area: Area | None) -> Area:
+        """The area whose pools serve a call meant for ``area``."""
+        if area is None or not self.per_project:
+            return self.default_area
+        self._areas[area.name] = area
+        return area
+
+    # -- public ------------------------------------------------------------------------------
+    def warm(self, spec_name: str, area: Area | None = None) -> None:
+        """Make sure the pool of ``spec_name`` (in ``area``) exists and is filling."""
+        key = (self.area_for(area).name, spec_name)
+        self._ready.setdefault(key, asyncio.Queue())
+        self._starting.setdefault(key, 0)
+        self._refill(key)
+
+    async def take(self, spec_name: str, area: Area | None = None) -> WarmKernel:
         """A fresh kernel for one call: from the pool, or started now if the pool is empty."""
-        self.warm(spec_name)
-        queue = self._ready[spec_name]
+        where = self.area_for(area)
+        key = (where.name, spec_name)
+        self._used[where.name] = time.monotonic()
+        self.warm(spec_name, where)
+        queue = self._ready[key]
         while not queue.empty():
             kernel = queue.get_nowait()
             if queue.empty():
                 # Ran dry: refill now. Otherwise the refill waits for release(), so that a
                 # kernel start does not compete for the CPU with the call that is running.
-                self._refill(spec_name)
+                self._refill(key)
             if await kernel.manager.is_alive():
                 return kernel
             self.release(kernel)
-        kernel = await self.start_kernel(spec_name)
-        self._refill(spec_name)
+        kernel = await self.start_kernel(spec_name, where)
+        self._refill(key)
         return kernel
 
     def release(self, kernel: WarmKernel) -> None:
         """Shut a used kernel down in the background, and top its pool up."""
         self._spawn(self._dispose(kernel))
-        if kernel.spec_name in self._ready:
-            self._refill(kernel.spec_name)
+        key = (kernel.area_name, kernel.spec_name)
+        if key in self._ready:
+            self._refill(key)
 
-    def pooled(self) -> list[WarmKernel]:
-        """The ready kernels waiting in the pools (not yet given to any call)."""
+    def pooled(self, area: Area | None = None) -> list[WarmKernel]:
+        """The ready kernels waiting in the pools of ``area`` (all areas: None)."""
         kernels: list[WarmKernel] = []
-        for queue in self._ready.values():
+        wanted = None if area is None else self.area_for(area).name
+        for (area_name, _), queue in self._ready.items():
+            if wanted is not None and area_name != wanted:
+                continue
             waiting = [queue.get_nowait() for _ in range(queue.qsize())]
             for kernel in waiting:
                 queue.put_nowait(kernel)
             kernels.extend(waiting)
         return kernels
 
-    def stop_pooled(self, pid: int) -> bool:
-        """Shut down the ready kernel with this process id; the pool refills. False if no
-        pooled kernel has that pid."""
-        for queue in self._ready.values():
+    def stop_pooled(self, pid: int, area: Area | None = None) -> bool:
+        """Shut down the ready kernel with this process id (in ``area``'s pools); the pool
+        refills. False if no such pooled kernel has that pid."""
+        wanted = None if area is None else self.area_for(area).name
+        for (area_name, _), queue in self._ready.items():
+            if wanted is not None and area_name != wanted:
+                continue
             kept = [queue.get_nowait() for _ in range(queue.qsize())]
             found = [k for k in kept if k.pid == pid]
             for kernel in kept:
@@ -133,8 +182,29 @@ class KernelPools:
                 return True
         return False
 
-    def sizes(self) -> dict[str, int]:
-        return {name: queue.qsize() for name, queue in self._ready.items()}
+    def sizes(self, area: Area | None = None) -> dict[str, int]:
+        """Ready kernels per kernelspec in ``area`` (default: the default area)."""
+        name = self.area_for(area).name
+        return {spec: q.qsize() for (where, spec), q in self._ready.items() if where == name}
+
+    async def close_idle(self) -> list[str]:
+        """Stop the pools and zygotes of project areas unused for ``idle_seconds``."""
+        now = time.monotonic()
+        idle = [
+            name
+            for name, used in self._used.items()
+            if name != self.default_area.name and now - used > self._idle_seconds
+        ]
+        for name in idle:
+            self._used.pop(name, None)
+            for key in [k for k in self._ready if k[0] == name]:
+                queue = self._ready.pop(key)
+                self._starting.pop(key, None)
+                while not queue.empty():
+                    await self._dispose(queue.get_nowait())
+            if self.fork_servers is not None:
+                await self.fork_servers.close_area(name)
+        return idle
 
     def live_count(self) -> int:
         return len(self._live)
@@ -156,49 +226,59 @@ class KernelPools:
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    def _refill(self, spec_name: str) -> None:
-        if self._closed:
+    def _refill(self, key: PoolKey) -> None:
+        if self._closed or key not in self._ready:
             return
+        area_name, spec_name = key
         target = self._size_for(spec_name, self.catalog.language(spec_name))
-        missing = target - self._ready[spec_name].qsize() - self._starting[spec_name]
+        if area_name != self.default_area.name:
+            target = min(target, self._project_size)
+        missing = target - self._ready[key].qsize() - self._starting[key]
         for _ in range(max(0, missing)):
-            self._starting[spec_name] += 1
-            self._spawn(self._fill_one(spec_name))
+            self._starting[key] += 1
+            self._spawn(self._fill_one(key))
 
-    async def _fill_one(self, spec_name: str) -> None:
+    async def _fill_one(self, key: PoolKey) -> None:
+        area_name, spec_name = key
         try:
             # Back off after repeated failures, so a broken spec does not spin the CPU.
-            failures = self._failures.get(spec_name, 0)
+            failures = self._failures.get(key, 0)
             if failures:
                 await asyncio.sleep(min(30.0, 0.5 * 2**failures))
-            kernel = await self.start_kernel(spec_name)
+            kernel = await self.start_kernel(spec_name, self._areas[area_name])
         except Exception as exc:
-            self._failures[spec_name] = self._failures.get(spec_name, 0) + 1
+            self._failures[key] = self._failures.get(key, 0) + 1
             log.warning("could not pre-start a %s kernel: %s", spec_name, exc)
             return
         finally:
-            self._starting[spec_name] -= 1
-        self._failures.pop(spec_name, None)
-        if self._closed:
+            if key in self._starting:
+                self._starting[key] -= 1
+        self._failures.pop(key, None)
+        if self._closed or key not in self._ready:
             await self._dispose(kernel)
         else:
-            self._ready[spec_name].put_nowait(kernel)
+            self._ready[key].put_nowait(kernel)
 
-    async def start_kernel(self, spec_name: str) -> WarmKernel:
+    async def start_kernel(self, spec_name: str, area: Area | None = None) -> WarmKernel:
         """Start one ready kernel outside any pool; the caller disposes it."""
+        where = self.area_for(area)
         spec = self.catalog.get_spec(spec_name)
-        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=self.scratch_dir))
-        token = uuid.uuid4().hex[:12]
+        scratch = where.scratch
+        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=scratch))
+        token = uuid.uuid4().hex[:10]
         manager = ForkingKernelManager(
             fork_servers=self.fork_servers,
+            area=where,
+            sandbox=self.sandbox,
+            limits=self._limits_for(spec_name),
             kernel_name=spec_name,
             kernel_spec_manager=self.catalog.manager,
             transport="ipc",
-            ip=str(self.scratch_dir / f"ipc-{token}"),
-            connection_file=str(self.scratch_dir / f"kernel-{token}.json"),
+            ip=str(scratch / f"i-{token}"),
+            connection_file=str(scratch / f"kernel-{token}.json"),
             context=self._context,
         )
-        env = {**self.kernel_env, "COCALC_JUPYTER_KERNELNAME": spec_name}
+        env = {**self._env_for(where), "COCALC_JUPYTER_KERNELNAME": spec_name}
         async with self._start_slots:
             try:
                 await manager.start_kernel(cwd=str(workdir), env=env)
@@ -206,7 +286,7 @@ class KernelPools:
                 await shutdown_kernel(manager, workdir, spec_name)
                 raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
             client = manager.client(context=self._context)
-            kernel = WarmKernel(spec_name, spec.language, manager, client, workdir)
+            kernel = WarmKernel(spec_name, spec.language, manager, client, workdir, where.name)
             self._live.add(kernel)
             try:
                 client.start_channels()

@@ -9,8 +9,9 @@ as on CoCalc). Functions:
 - ``system.ping`` → ``{"now": ms}`` (bare ``ping`` → ``"pong"``);
 - ``system.exec`` → the exec API's result object, errors without master's route prefix;
 - ``system.jupyterExecute`` → the list of outputs;
-- ``system.listJupyterKernels`` → ``[{pid, connectionFile, kernel_name}]``: the warm kernels of
-  the server's pools (pools are shared by all projects, so every project sees the same ones);
+- ``system.listJupyterKernels`` → ``[{pid, connectionFile, kernel_name}]``: the project's warm
+  kernels (with the sandbox off, pools are shared by all projects, and all see the same ones;
+  inside a sandbox the pid of a forked kernel is the one in the project's PID namespace);
 - ``system.stopJupyterKernel({pid})`` → ``{"success": bool}``.
 """
 
@@ -25,6 +26,7 @@ from typing import Any
 from cocalc_tasks.server.auth import Identity, auth_scheme
 from cocalc_tasks.server.exec_service import ExecService
 from cocalc_tasks.server.pool import KernelPools
+from cocalc_tasks.server.sandbox import Area, Sandbox
 from cocalc_tasks.server.service import ApiError, ExecutionService
 
 __all__ = ["ProjectBridge"]
@@ -44,10 +46,17 @@ def now_ms() -> int:
 
 
 class ProjectBridge:
-    def __init__(self, execs: ExecService, kernels: ExecutionService, pools: KernelPools) -> None:
+    def __init__(
+        self,
+        execs: ExecService,
+        kernels: ExecutionService,
+        pools: KernelPools,
+        sandbox: Sandbox | None = None,
+    ) -> None:
         self.execs = execs
         self.kernels = kernels
         self.pools = pools
+        self.sandbox = sandbox
         self._functions: dict[str, Function] = {
             "ping": self._pong,
             "system.ping": self._ping,
@@ -131,10 +140,13 @@ class ProjectBridge:
         output: list[Any] = answer.get("output", [])
         return output
 
+    def _area(self, project_id: str) -> Area | None:
+        return self.sandbox.area(project_id) if self.sandbox is not None else None
+
     async def _list_kernels(self, project_id: str, args: list[Any]) -> list[dict[str, Any]]:
         return [
             {"pid": k.pid, "connectionFile": k.connection_file, "kernel_name": k.spec_name}
-            for k in self.pools.pooled()
+            for k in self.pools.pooled(self._area(project_id))
             if k.pid is not None
         ]
 
@@ -142,7 +154,7 @@ class ProjectBridge:
         pid = _options(args).get("pid")
         if isinstance(pid, bool) or not isinstance(pid, int):
             raise ApiError("Error: pid must be an integer")
-        return {"success": self.pools.stop_pooled(pid)}
+        return {"success": self.pools.stop_pooled(pid, self._area(project_id))}
 
 
 def _options(args: list[Any]) -> dict[str, Any]:

@@ -28,6 +28,7 @@ from cocalc_tasks.server.kernelspecs import KernelCatalog, UnknownKernel
 from cocalc_tasks.server.outputs import OutputCollector, OutputLimits
 from cocalc_tasks.server.pool import KernelPools, KernelStartError
 from cocalc_tasks.server.runner import KernelDied, chdir_code, run_cell
+from cocalc_tasks.server.sandbox import Sandbox
 from cocalc_tasks.server.settings import ServerSettings
 
 __all__ = ["ApiError", "ExecutionService"]
@@ -90,11 +91,13 @@ class ExecutionService:
         catalog: KernelCatalog,
         pools: KernelPools,
         cache: ResultCache,
+        sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pools = pools
         self.cache = cache
+        self.sandbox = sandbox
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self.sandbox_dir = settings.data_dir / "sandbox"
         self.sandbox_dir.mkdir(parents=True, exist_ok=True)
@@ -199,8 +202,9 @@ class ExecutionService:
             max_output=s.project_max_output if in_project else s.max_output,
         )
         async with self._slots:
+            area = self.sandbox.area(project_id) if self.sandbox is not None else None
             try:
-                kernel = await self.pools.take(spec_name)
+                kernel = await self.pools.take(spec_name, area)
             except KernelStartError as exc:
                 raise ApiError(SPAWN_FAILED + str(exc)) from None
             try:

@@ -128,6 +128,10 @@ class Declaration:
     minimum: float | None = None
     secret: bool = False
     shown_default: str | None = None
+    #: The only values allowed (a ``str`` setting).
+    choices: tuple[str, ...] | None = None
+    #: The value (or each value of a mapping) is a limits text: ``nofile=1000 as=3000000``.
+    limits: bool = False
 
     @property
     def config_key(self) -> str:
@@ -145,6 +149,18 @@ class Declaration:
             raise SettingsError(f"{source}: {exc}") from None
 
     def check(self, value: Any) -> None:
+        if self.choices is not None and value not in self.choices:
+            raise SettingsError(
+                f"{self.label} must be one of {', '.join(self.choices)}, got {value!r}"
+            )
+        if self.limits:
+            from cocalc_tasks.server.sandbox import Limits
+
+            for one in value.values() if isinstance(value, Mapping) else [value]:
+                try:
+                    Limits.parse(str(one))
+                except ValueError as exc:
+                    raise SettingsError(f"{self.label}: {exc}") from None
         if self.minimum is None:
             return
         values = value.values() if isinstance(value, Mapping) else [value]
@@ -273,6 +289,49 @@ class ServerSettings:
     )
     cache_ttl_seconds: float = setting(
         30 * 24 * 3600.0, kind="float", minimum=_POSITIVE, help="how long cached results live"
+    )
+    sandbox: str = setting(
+        "auto",
+        kind="str",
+        choices=("auto", "bwrap", "none"),
+        metavar="auto|bwrap|none",
+        help="run every kernel and command in its project's bubblewrap sandbox; auto: when "
+        "bwrap works here, else warn that projects are not isolated",
+    )
+    kernel_limits: str = setting(
+        "nofile=1000 fsize=10485760 cpu=30 as=3000000",
+        kind="str",
+        limits=True,
+        metavar="LIMITS",
+        help="every kernel's ulimits, as CoCalc's (as and fsize in KiB, cpu in s); none for none",
+    )
+    kernel_limits_for: Mapping[str, str] = setting(
+        kind="pairs",
+        factory=dict,
+        flag="--kernel-limits-for",
+        metavar="SPEC=LIMITS",
+        repeatable=True,
+        limits=True,
+        help="limits of one kernelspec, over --kernel-limits, e.g. 'sagemath=as=6000000'",
+    )
+    exec_limits: str = setting(
+        "nofile=1000 fsize=10485760 as=6000000",
+        kind="str",
+        limits=True,
+        metavar="LIMITS",
+        help="ulimits of every exec command (its CPU time is bounded by its timeout)",
+    )
+    project_pool_size: int = setting(
+        1,
+        kind="int",
+        minimum=0,
+        help="warm kernels per kernelspec in each project that has run code (sandbox on)",
+    )
+    area_idle_seconds: float = setting(
+        1800.0,
+        kind="float",
+        minimum=_POSITIVE,
+        help="a project's warm kernels and fork servers stop after this long unused",
     )
     hub_timeout: float = setting(
         60.0,

@@ -13,7 +13,11 @@ as the kernelspec says, in its own session, directory and environment.
 
 Protocol, one JSON object per line. On stdin::
 
-    {"id": 1, "argv": [...], "env": {...}, "cwd": "..."}   fork a kernel: python -m argv[2] argv[3:]
+    {"id": 1, "argv": [...], "env": {...}, "cwd": "...", "limits": [[resource, value], ...]}
+                                        fork a kernel: python -m argv[2] argv[3:], with those
+                                        rlimits set in the child first
+    {"signal": 4242, "signum": 2}       signal a kernel's process group (inside a sandbox, only
+                                        the zygote sees the kernel's pid)
 
 On stdout::
 
@@ -53,6 +57,10 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
     """In the forked child: become ``python -m module args...`` and never return."""
     code = 1
     try:
+        import resource
+
+        for which, value in request.get("limits") or ():
+            resource.setrlimit(which, (value, value))
         os.setsid()  # own process group: interrupts and kills reach the kernel's children too
         signal.set_wakeup_fd(-1)
         signal.signal(signal.SIGCHLD, signal.SIG_DFL)
@@ -159,6 +167,11 @@ def main(modules: list[str]) -> int:
 
 
 def _handle(request: dict[str, Any], out: Any) -> None:
+    if "signal" in request:
+        if request["signal"] in _children:  # only our own kernels
+            with contextlib.suppress(OSError):
+                os.killpg(request["signal"], request["signum"])
+        return
     try:
         pid = os.fork()
     except OSError as exc:

@@ -21,7 +21,7 @@ from cocalc_tasks import CocalcClient, CocalcCommandError, CocalcTimeoutError
 from cocalc_tasks.server.process import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import OTHER_PROJECT, PROJECT_ID, PROJECT_KEY
-from tests.support.procs import gone
+from tests.support.procs import all_gone, gone
 
 pytestmark = pytest.mark.server
 
@@ -161,38 +161,52 @@ def test_path_stays_in_the_project(c: CocalcClient) -> None:
             c.exec("pwd", path=path)
 
 
+def unique_sleep() -> str:
+    """A ``sleep`` argument no other process has: how the tests find a job's processes."""
+    return f"{300 + time.time() % 1000:.6f}"
+
+
 def test_timeout_kills_the_whole_process_group(c: CocalcClient) -> None:
-    job = c.submit("sleep 300 & echo $!; sleep 300", timeout=1.5)
+    marker = unique_sleep()
+    job = c.submit(f"sleep {marker} & echo started; sleep 300", timeout=1.5)
     result = c.wait(job)
     assert result.timed_out and result.status == "error" and result.exit_code == 1
-    background = int(result.stdout.split()[0])  # stdout is kept (master would empty it)
-    assert gone(background)
+    assert result.stdout == "started\n"  # stdout is kept (master would empty it)
+    assert all_gone(f"sleep {marker}")
     assert gone(job.pid or 0)
 
 
 def test_cancel_kills_a_child_that_ignores_sigterm(c: CocalcClient) -> None:
-    script = "trap '' TERM; sh -c \"trap '' TERM; echo child \\$\\$; sleep 300\" & wait"
+    marker = unique_sleep()
+    script = f"trap '' TERM; sh -c \"trap '' TERM; echo child; sleep {marker}\" & wait"
     job = c.submit(script, timeout=600)
     deadline = time.monotonic() + 10
-    while "child" not in (status := c.job(job)).stdout and time.monotonic() < deadline:
+    while "child" not in c.job(job).stdout and time.monotonic() < deadline:
         time.sleep(0.05)
-    child = int(status.stdout.split()[1])
+    assert not all_gone(f"sleep {marker}", within=0)
     final = c.cancel(job)
     assert final.status == "killed" and final.exit_code == 1 and final.stdout.startswith("child")
-    assert gone(child)
+    assert all_gone(f"sleep {marker}")
     assert c.job(job).status == "killed"
     assert c.cancel(job) == c.job(job)  # cancelling a finished job changes nothing
 
 
 def test_cancel_fallback_signals_the_group_on_a_server_without_async_cancel(
-    c: CocalcClient, exec_server: LocalServer
+    tmp_path: Path,
 ) -> None:
-    """Answer ``async_cancel`` as CoCalc master does; everything else reaches the server."""
-    script = "trap '' TERM; sh -c \"trap '' TERM; echo child \\$\\$; sleep 300\" & wait"
+    """Answer ``async_cancel`` as CoCalc master does; everything else reaches the server.
+
+    On CoCalc all commands of a project share its container, so the second command can
+    signal the first; here that takes a server without per-command sandboxes."""
+    marker = unique_sleep()
+    script = f"trap '' TERM; sh -c \"trap '' TERM; echo child; sleep {marker}\" & wait"
+    exec_server = LocalServer(
+        data_dir=tmp_path, api_keys=[SECRET_KEY], args=["--pool-size", "0", "--sandbox", "none"]
+    ).start()
+    c = exec_server.client(project_id=PROJECT_ID)
     job = c.submit(script, timeout=600)
     while "child" not in c.job(job).stdout:
         time.sleep(0.05)
-    child = int(c.job(job).stdout.split()[1])
     master = {
         "error": "Error executing command 'undefined' with args 'undefined' -- "
         "TypeError: Cannot read properties of undefined (reading 'split')"
@@ -204,8 +218,10 @@ def test_cancel_fallback_signals_the_group_on_a_server_without_async_cancel(
             json=master,
         )
         final = c.cancel(job, grace=1)
+    c.close()
+    exec_server.stop()
     assert any("kill -TERM" in (r.json() or {}).get("command", "") for r in m.request_history)
-    assert final.done and gone(child)
+    assert final.done and all_gone(f"sleep {marker}")
 
 
 def test_hub_timeout_answers_undefined_and_the_command_goes_on(

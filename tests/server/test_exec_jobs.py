@@ -11,7 +11,7 @@ from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.process import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import PROJECT_ID
-from tests.support.procs import gone
+from tests.support.procs import all_gone, gone
 
 pytestmark = pytest.mark.server
 
@@ -70,26 +70,38 @@ def test_jobs_survive_a_graceful_restart(tmp_path: Path) -> None:
     assert "server was stopped while this job was running" in status.stderr
 
 
-def test_a_job_whose_server_died_is_reported_and_its_processes_killed(tmp_path: Path) -> None:
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
+def test_a_job_whose_server_died_is_reported_and_its_processes_killed(
+    tmp_path: Path, sandbox: str
+) -> None:
+    """Without a sandbox the job outlives its server until the next one settles it; inside
+    one (bwrap --die-with-parent) it dies with the server."""
     data = tmp_path / "data"
-    server = jobs_server(data).start()
+    args = [*JOBS_ONLY, "--sandbox", sandbox]
+    server = LocalServer(data_dir=data, api_keys=[SECRET_KEY], args=args).start()
     try:
         with client(server) as c:
-            job = c.submit("echo begin; sleep 300 & echo $!; wait", timeout=600)
+            marker = f"{300 + time.time() % 1000:.6f}"
+            job = c.submit(f"echo begin; sleep {marker} & wait", timeout=600)
             wait_for_output(c, job.job_id, "begin")
             time.sleep(0.5)  # let the output reach the store
-            background = int(c.job(job).stdout.split()[1])
         assert server.process is not None
         server.process.kill()  # no clean-up at all
         server.process.wait(10)
     finally:
         server.stop()
-    assert not gone(background, within=0)  # the dead server's job outlived it
-    with jobs_server(data) as server, client(server) as c:
+    if sandbox == "none":
+        assert not all_gone(f"sleep {marker}", within=0)  # the dead server's job outlived it
+    else:
+        assert all_gone(f"sleep {marker}")
+    with (
+        LocalServer(data_dir=data, api_keys=[SECRET_KEY], args=args) as server,
+        client(server) as c,
+    ):
         status = c.job(job)
     assert status.status == "error" and status.stdout.startswith("begin\n")
     assert "server stopped while this job was running" in status.stderr
-    assert gone(background)  # ... until the next server settled it
+    assert all_gone(f"sleep {marker}")  # ... until the next server settled it
 
 
 def test_a_second_server_cannot_take_a_data_directory_in_use(tmp_path: Path) -> None:

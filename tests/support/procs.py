@@ -29,18 +29,27 @@ def _parent(pid: int) -> int:
 
 
 def is_zygote(pid: int) -> bool:
-    """A kernel fork server; the kernels it forked share its command line, not its parent."""
-    return "zygote.py" in cmdline(pid) and "zygote.py" not in cmdline(_parent(pid))
+    """A kernel fork server; the kernels it forked share its command line, not its parent
+    (which is the server, or the sandbox it runs in)."""
+    if "zygote.py" not in cmdline(pid) or is_sandbox(pid):
+        return False
+    parent = _parent(pid)
+    return "zygote.py" not in cmdline(parent) or is_sandbox(parent)
+
+
+def is_sandbox(pid: int) -> bool:
+    """bubblewrap itself (and its init in the new PID namespace), not what runs in it."""
+    return cmdline(pid).split(" ", 1)[0].endswith("/bwrap")
 
 
 def kernel_processes(data_dir: str | Path) -> list[int]:
     """Kernel processes of one server: their command lines name its data dir (the connection
-    file of an exec'd kernel, the label of a forked one). The server and fork servers are not
-    kernels."""
+    file of an exec'd kernel, the label of a forked one). The server, fork servers and the
+    sandboxes around them are not kernels."""
     return [
         pid
         for pid in processes_mentioning(str(data_dir))
-        if " serve " not in cmdline(pid) and not is_zygote(pid)
+        if " serve " not in cmdline(pid) and not is_zygote(pid) and not is_sandbox(pid)
     ]
 
 
@@ -55,6 +64,20 @@ def gone(pid: int, within: float = 5.0) -> bool:
         except (OSError, IndexError):
             return True
         if state in ("Z", "X"):
+            return True
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.05)
+
+
+def all_gone(text: str, within: float = 5.0) -> bool:
+    """True once no live process's command line contains ``text`` (a sandboxed job's pids are
+    its own namespace's, so tests find its processes by a unique argument instead)."""
+    import time
+
+    deadline = time.monotonic() + within
+    while True:
+        if all(gone(pid, within=0) for pid in processes_mentioning(text)):
             return True
         if time.monotonic() > deadline:
             return False

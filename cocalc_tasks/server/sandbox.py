@@ -1,0 +1,274 @@
+"""Per-project sandboxes (bubblewrap) and the per-process limits of kernels and commands.
+
+Every project is an *area*: its own directory (writable), a scratch directory (kernels' IPC
+files and working directories, command scripts) and a state directory (IPython, Sage and
+matplotlib state). The global pool is one more area, ``anonymous``, shared by every caller
+without a project. With ``--sandbox bwrap`` each kernel, fork server and command runs in
+``bwrap`` with:
+
+- system paths (``/usr``, ``/etc``, ``/lib``..., the Python environments of the kernels)
+  mounted read-only;
+- its area's three directories mounted read-write at their own paths, so files, IPC sockets
+  and messages mean the same inside and out;
+- nothing else of the server's data directory or the projects root (other projects, the
+  result cache and job store, the server's config): not there at all;
+- a private ``/tmp``, a new ``/proc`` and PID namespace (the server and other projects'
+  processes are invisible and cannot be signalled), a new IPC namespace, and no capabilities.
+
+Limits (CoCalc's stateless-API kernels run under ``ulimit -n 1000 -f 10485760 -t 30
+-v 3000000``) are set in the process itself before it runs the program: in the forked child of a
+zygote, or in ``Popen``'s child before ``exec``, so ``bwrap`` and everything under it inherit
+them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+import resource
+import shutil
+import signal
+import subprocess
+import sys
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+__all__ = ["ANONYMOUS", "Area", "Limits", "Sandbox", "SandboxUnavailable"]
+
+log = logging.getLogger("cocalc_tasks.server.sandbox")
+
+ANONYMOUS = "anonymous"
+_SYSTEM = ("/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32", "/etc", "/opt")
+# ulimit's names and units: KiB for file size and address space, seconds for CPU.
+_LIMITS = {
+    "nofile": (resource.RLIMIT_NOFILE, 1),
+    "fsize": (resource.RLIMIT_FSIZE, 1024),
+    "cpu": (resource.RLIMIT_CPU, 1),
+    "as": (resource.RLIMIT_AS, 1024),
+}
+
+
+class SandboxUnavailable(RuntimeError):
+    """``--sandbox bwrap`` was asked for, and bubblewrap cannot run here."""
+
+
+@dataclass(frozen=True)
+class Limits:
+    """Resource limits, in ``ulimit``'s units (``as`` and ``fsize`` in KiB)."""
+
+    values: Mapping[str, int] = field(default_factory=dict)
+
+    @classmethod
+    def parse(cls, text: str) -> Limits:
+        """``"nofile=1000 fsize=10485760 cpu=30 as=3000000"``; ``"none"`` for no limits."""
+        text = text.strip()
+        if text in ("", "none"):
+            return cls({})
+        values: dict[str, int] = {}
+        for word in text.replace(",", " ").split():
+            name, sep, value = word.partition("=")
+            if not sep or name not in _LIMITS:
+                raise ValueError(f"{word!r} is not a limit: use {'/'.join(_LIMITS)}=N, or none")
+            try:
+                number = int(value)
+            except ValueError:
+                raise ValueError(f"{word!r}: the limit must be a whole number") from None
+            if number < 1:
+                raise ValueError(f"{word!r}: the limit must be positive")
+            values[name] = number
+        return cls(values)
+
+    def merged(self, other: Limits) -> Limits:
+        return Limits({**self.values, **other.values})
+
+    def rlimits(self) -> list[tuple[int, int]]:
+        """``(resource, bytes or count)`` pairs for ``setrlimit``."""
+        return [(_LIMITS[name][0], value * _LIMITS[name][1]) for name, value in self.values.items()]
+
+    def as_text(self) -> str:
+        return " ".join(f"{k}={v}" for k, v in self.values.items()) or "none"
+
+
+def apply_rlimits(rlimits: Sequence[tuple[int, int]]) -> None:
+    """Set limits in this process; a hard limit below the value keeps the hard limit."""
+    for which, value in rlimits:
+        _soft, hard = resource.getrlimit(which)
+        target = value if hard == resource.RLIM_INFINITY else min(value, hard)
+        resource.setrlimit(which, (target, target))
+
+
+def child_setup(rlimits: Sequence[tuple[int, int]], *, ignore_sigint: bool) -> Callable[[], None]:
+    """A ``preexec_fn``: limits (and, in front of bwrap, an ignored SIGINT) before ``exec``.
+
+    Only ``setrlimit`` and ``signal`` run between fork and exec: no imports, no allocation
+    beyond the call itself. An ignored SIGINT is inherited by bwrap, which would otherwise die
+    of a kernel interrupt sent to the group; IPython kernels ignore it anyway until they run a
+    cell, when they install their own handler.
+    """
+    prepared = list(rlimits)
+    setrlimit, sig_ign, sigint = resource.setrlimit, signal.SIG_IGN, signal.SIGINT
+    set_signal = signal.signal
+
+    def setup() -> None:
+        for which, value in prepared:
+            setrlimit(which, (value, value))
+        if ignore_sigint:
+            set_signal(sigint, sig_ign)
+
+    return setup
+
+
+@dataclass(frozen=True)
+class Area:
+    """One project's (or the global pool's) place on disk."""
+
+    name: str
+    home: Path
+    scratch: Path
+    state: Path
+
+    @property
+    def is_project(self) -> bool:
+        return self.name != ANONYMOUS
+
+
+class Sandbox:
+    """Where areas live, and how a command is put into one."""
+
+    def __init__(
+        self,
+        mode: str,
+        *,
+        data_dir: Path,
+        projects_dir: Path,
+        anonymous_home: Path,
+        readonly: Iterable[Path] = (),
+        hidden: Iterable[Path] = (),
+    ) -> None:
+        self.data_dir = data_dir
+        self.projects_dir = projects_dir
+        self.anonymous_home = anonymous_home
+        self.tools = data_dir / "tools"
+        self.tools.mkdir(parents=True, exist_ok=True)
+        self._readonly = _unique([*_interpreter_prefixes(), *readonly])
+        self._hidden = [p for p in hidden if p.exists()]
+        self.bwrap = shutil.which("bwrap")
+        self.mode = self._choose(mode)
+
+    @property
+    def enabled(self) -> bool:
+        return self.mode == "bwrap"
+
+    def _choose(self, mode: str) -> str:
+        if mode == "none":
+            return "none"
+        problem = self._probe()
+        if problem is None:
+            return "bwrap"
+        if mode == "bwrap":
+            raise SandboxUnavailable(f"--sandbox bwrap: bubblewrap cannot run here: {problem}")
+        log.warning(
+            "projects are NOT isolated: bubblewrap cannot run here (%s); every kernel and "
+            "command can read and write all projects and the server's data directory. Install "
+            "Debian's bubblewrap package, or pass --sandbox none to silence this warning",
+            problem,
+        )
+        return "none"
+
+    def _probe(self) -> str | None:
+        if self.bwrap is None:
+            return "bwrap is not installed"
+        probe = self.area(ANONYMOUS)
+        try:
+            done = subprocess.run(
+                [*self._prefix(probe, probe.scratch), "true"],
+                capture_output=True,
+                text=True,
+                timeout=20,
+                stdin=subprocess.DEVNULL,
+            )
+        except (OSError, subprocess.TimeoutExpired) as exc:
+            return str(exc)
+        if done.returncode != 0:
+            return done.stderr.strip().splitlines()[-1] if done.stderr.strip() else "failed"
+        return None
+
+    def area(self, project_id: str | None) -> Area:
+        """The area of a project (or of the global pool), its directories created."""
+        if project_id is None:
+            name, home, short = ANONYMOUS, self.anonymous_home, "anon"
+        else:
+            name, home = project_id.lower(), self.projects_dir / project_id.lower()
+            short = hashlib.sha256(name.encode()).hexdigest()[:12]
+        # Short names: kernels' IPC sockets live in scratch, and a socket path has 107 bytes.
+        base = self.data_dir / "p" / short
+        area = Area(name, home, base / "s", base / "v")
+        for directory in (area.home, area.scratch, area.state):
+            directory.mkdir(parents=True, exist_ok=True)
+        return area
+
+    def wrap(self, argv: Sequence[str], area: Area, cwd: Path | str) -> list[str]:
+        """``argv`` as run in ``area``'s sandbox (unchanged when the sandbox is off)."""
+        if not self.enabled:
+            return list(argv)
+        return [*self._prefix(area, cwd), *argv]
+
+    def _prefix(self, area: Area, cwd: Path | str) -> list[str]:
+        assert self.bwrap is not None
+        args = [self.bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc"]
+        args += ["--cap-drop", "ALL"]
+        for system in _SYSTEM:
+            args += ["--ro-bind-try", system, system]
+        for readonly in self._readonly:
+            args += ["--ro-bind-try", str(readonly), str(readonly)]
+        # A private, empty /tmp inside the sandbox (not the host's).
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
+        # If the data dir or the projects root sits under a path mounted above, cover it.
+        for private in (self.data_dir, self.projects_dir):
+            if _under_any(private, [*map(Path, _SYSTEM), *self._readonly]):
+                args += ["--tmpfs", str(private)]
+        for hidden in self._hidden:
+            if _under_any(hidden, [*map(Path, _SYSTEM), *self._readonly]):
+                args += ["--ro-bind", "/dev/null", str(hidden)]
+        args += ["--ro-bind", str(self.tools), str(self.tools)]
+        for own in (area.home, area.scratch, area.state):
+            args += ["--bind", str(own), str(own)]
+        # jupyter_client names the server as the kernel's parent; inside, the parent is bwrap's
+        # init (pid 1), which ipykernel's parent poller would take for "the parent died". Pid 1
+        # turns the poller off (bwrap's --die-with-parent does its job) and keeps the kernel
+        # from printing its connection banner.
+        args += ["--setenv", "JPY_PARENT_PID", "1", "--chdir", str(cwd), "--"]
+        return args
+
+
+def _interpreter_prefixes() -> list[Path]:
+    """The server's Python installation and environment (kernels and commands use them)."""
+    paths = {Path(sys.prefix), Path(sys.base_prefix), Path(sys.exec_prefix)}
+    paths.add(Path(os.path.realpath(sys.executable)).parent.parent)
+    return sorted(p for p in paths if str(p) != "/")
+
+
+def kernel_prefixes(argvs: Iterable[Sequence[str]]) -> list[Path]:
+    """The installations the kernelspecs' programs live in (e.g. another venv for Sage)."""
+    found: set[Path] = set()
+    for argv in argvs:
+        if not argv or not os.path.isabs(argv[0]):
+            continue
+        for program in (Path(argv[0]), Path(os.path.realpath(argv[0]))):
+            if program.parent.name == "bin" and str(program.parent.parent) != "/":
+                found.add(program.parent.parent)
+    return sorted(found)
+
+
+def _under_any(path: Path, roots: Iterable[Path]) -> bool:
+    return any(path == root or root in path.parents for root in roots)
+
+
+def _unique(paths: Iterable[Path]) -> list[Path]:
+    seen: list[Path] = []
+    for path in paths:
+        if path.exists() and path not in seen:
+            seen.append(path)
+    return seen
