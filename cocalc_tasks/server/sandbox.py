@@ -225,16 +225,21 @@ class Sandbox:
             args += ["--ro-bind-try", str(readonly), str(readonly)]
         # A private, empty /tmp inside the sandbox (not the host's).
         args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
-        # If the data dir or the projects root sits under a path mounted above, cover it.
-        for private in (self.data_dir, self.projects_dir):
-            if _under_any(private, [*map(Path, _SYSTEM), *self._readonly]):
-                args += ["--tmpfs", str(private)]
+        # The data dir and the projects root are empty inside (whatever they sit under), apart
+        # from this area's own directories; then they and the root turn read-only, so nothing
+        # can be written outside the area (not even into the sandbox's own scaffolding).
+        private = _unique_paths([self.data_dir, self.projects_dir])
+        for path in private:
+            args += ["--tmpfs", str(path)]
         for hidden in self._hidden:
             if _under_any(hidden, [*map(Path, _SYSTEM), *self._readonly]):
                 args += ["--ro-bind", "/dev/null", str(hidden)]
         args += ["--ro-bind", str(self.tools), str(self.tools)]
         for own in (area.home, area.scratch, area.state):
             args += ["--bind", str(own), str(own)]
+        for path in private:
+            args += ["--remount-ro", str(path)]
+        args += ["--remount-ro", "/"]
         # jupyter_client names the server as the kernel's parent; inside, the parent is bwrap's
         # init (pid 1), which ipykernel's parent poller would take for "the parent died". Pid 1
         # turns the poller off (bwrap's --die-with-parent does its job) and keeps the kernel
@@ -264,6 +269,16 @@ def kernel_prefixes(argvs: Iterable[Sequence[str]]) -> list[Path]:
 
 def _under_any(path: Path, roots: Iterable[Path]) -> bool:
     return any(path == root or root in path.parents for root in roots)
+
+
+def _unique_paths(paths: Iterable[Path]) -> list[Path]:
+    """Without duplicates, and without paths inside another one of the list."""
+    ordered = sorted(set(paths), key=lambda p: len(p.parts))
+    kept: list[Path] = []
+    for path in ordered:
+        if not _under_any(path, kept):
+            kept.append(path)
+    return kept
 
 
 def _unique(paths: Iterable[Path]) -> list[Path]:
