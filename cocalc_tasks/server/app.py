@@ -159,6 +159,9 @@ def create_app(settings: ServerSettings) -> FastAPI:
     where bubblewrap cannot run."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     base_env = base_environment()
+    # Listing kernelspecs makes IPython create its directory in this process: keep it in the
+    # data dir, out of $HOME (unless the user chose one). Kernels get their area's own.
+    os.environ.setdefault("IPYTHONDIR", str(settings.data_dir / "ipython"))
     catalog = KernelCatalog(settings.kernel_aliases)
     sandbox = Sandbox(
         settings.sandbox,
@@ -168,9 +171,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         readonly=kernel_prefixes(entry["argv"] for entry in catalog.listing()),
     )
     anonymous = sandbox.area(None)
-    # Listing kernelspecs makes IPython create its directory in this process too: keep it
-    # with the kernels' state, out of $HOME (unless the user chose one).
-    os.environ.setdefault("IPYTHONDIR", area_environment(base_env, anonymous)["IPYTHONDIR"])
     keys = KeyRing(settings.api_keys, settings.project_keys)
     state: dict[str, Any] = {"sandbox": sandbox}
 
