@@ -6,6 +6,7 @@ its data never show up in A's output, and nothing appears on disk outside A.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import secrets
 from collections.abc import Iterator
@@ -16,6 +17,7 @@ import pytest
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.process import LocalServer
 from tests.conftest import SECRET_KEY
+from tests.support.procs import gone, is_sandbox, processes_mentioning
 
 pytestmark = pytest.mark.server
 
@@ -50,12 +52,18 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
     (a_home / "planted-link").symlink_to(b_file)  # a symlink planted in A, pointing to B
     (a_home / "planted-dir").symlink_to(b_file.parent)
     assert server.process is not None
+    short = hashlib.sha256(B.encode()).hexdigest()[:12]
+    b_kernels = [  # host pids of B's processes: its zygote's kernels, the zygote, its sandbox
+        pid for pid in processes_mentioning(f"/p/{short}/s/kernel-") if not is_sandbox(pid)
+    ]
+    assert b_kernels
     yield {
         "server": server,
         "data": server.data_dir,
         "b_file": b_file,
         "config": config,
         "server_pid": server.process.pid,
+        "b_kernels": b_kernels,
     }
     server.stop()
 
@@ -63,6 +71,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
 def _attempts(e: dict[str, object]) -> list[tuple[str, str, str]]:
     """(name, Python code for a kernel, shell code for a job); each prints what it got."""
     data, b_file, config, pid = e["data"], e["b_file"], e["config"], e["server_pid"]
+    b_kernels = e["b_kernels"]
     b_dir = Path(str(b_file)).parent
     return [
         ("read-b-absolute", f"print(open({str(b_file)!r}).read())", f"cat {b_file}"),
@@ -124,10 +133,12 @@ def _attempts(e: dict[str, object]) -> list[tuple[str, str, str]]:
         (
             "write-outside",
             "import os\nfor p in ['/usr/escaped', '/etc/escaped', "
-            f"{str(data)!r} + '/escaped', {str(b_dir)!r} + '/escaped', '../escaped']:\n"
-            "    try: open(p, 'w').write('x'); print('wrote', p)\n    except OSError as e: print(e)",
-            f"for p in /usr/escaped /etc/escaped {data}/escaped {b_dir}/escaped ../escaped; do "
-            "echo x > $p && echo wrote $p; done",
+            f"{str(data)!r} + '/escaped', {str(b_dir)!r} + '/escaped', "
+            f"{str(data)!r} + '/projects/escaped']:\n"
+            "    try: open(p, 'w').write('x'); print('WRO' + 'TE-OK', p)\n    except OSError as e: print(e)",
+            f"for p in /usr/escaped /etc/escaped {data}/escaped {b_dir}/escaped ../escaped "
+            f"{data}/projects/escaped; do "
+            "echo x > $p && echo WRO''TE-OK $p; done",
         ),
         (
             "hard-link-to-b",
@@ -136,23 +147,27 @@ def _attempts(e: dict[str, object]) -> list[tuple[str, str, str]]:
         ),
         (
             "signal-server",
-            f"import os, signal; os.kill({pid}, signal.SIGTERM); print('sent')",
-            f"kill -TERM {pid} && echo sent",
+            f"import os, signal; os.kill({pid}, signal.SIGTERM); print('SIG' + 'NAL-OK')",
+            f"kill -TERM {pid} && echo SIG''NAL-OK",
+        ),
+        (
+            "signal-b-kernels",
+            f"import os\nfor p in {b_kernels!r}:\n"
+            "    try: os.kill(p, 9); print('SIG' + 'NAL-OK')\n    except OSError as e: print(e)",
+            f"for p in {' '.join(map(str, b_kernels))}; do kill -9 $p && echo SIG''NAL-OK; done",
         ),
         (
             "mount-tmpfs",
             "import subprocess; print(subprocess.run(['mount', '-t', 'tmpfs', 'x', "
             "'/mnt'], capture_output=True, text=True))",
-            "mount -t tmpfs x /mnt && echo mounted",
+            "mount -t tmpfs x /mnt && echo MOUN''TED-OK",
         ),
     ]
 
 
 def _names() -> list[str]:
-    return [
-        name
-        for name, _, _ in _attempts({"data": "", "b_file": "/x", "config": "", "server_pid": 0})
-    ]
+    fake = {"data": "", "b_file": "/x", "config": "", "server_pid": 0, "b_kernels": [0]}
+    return [name for name, _, _ in _attempts(fake)]
 
 
 def _assert_nothing_leaked(text: str, e: dict[str, object]) -> None:
@@ -160,7 +175,7 @@ def _assert_nothing_leaked(text: str, e: dict[str, object]) -> None:
     assert SERVER_MARKER not in text
     assert SECRET_KEY not in text and KEY_B not in text
     assert B not in text.replace(f"../{B}", "").replace(f"projects/{B}", "")  # B's id only as typed
-    assert "wrote /" not in text and "sent" not in text.split() and "mounted" not in text
+    assert "WROTE-OK" not in text and "SIGNAL-OK" not in text and "MOUNTED-OK" not in text
 
 
 def _assert_nothing_written(e: dict[str, object]) -> None:
@@ -178,6 +193,7 @@ def _assert_nothing_written(e: dict[str, object]) -> None:
     server = e["server"]
     assert isinstance(server, LocalServer) and server.process is not None
     assert server.process.poll() is None  # not signalled
+    assert not any(gone(pid, within=0) for pid in e["b_kernels"])  # type: ignore[attr-defined]
 
 
 def test_the_corpus_is_large_enough() -> None:
