@@ -17,7 +17,7 @@ SYNC := $(UV) sync --locked --quiet
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
 .PHONY: help env airflow-env prefect-env sage-env demo test test-core test-airflow test-prefect \
-        test-sage lint bench soak clean
+        test-sage lint bench soak clean bwrap
 
 help:
 	@echo "make demo   run the example pipeline against the embedded local server"
@@ -47,8 +47,17 @@ demo: env airflow-env prefect-env sage-env
 # when .venv-sage is missing, so the flagship workload is always tested.
 test: lint test-core test-sage test-airflow test-prefect
 
-test-core: env
+test-core: env bwrap
 	.venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/reliability
+
+# The sandbox tests run bubblewrap for real: install Debian's package where it is missing.
+bwrap:
+	@command -v bwrap >/dev/null 2>&1 || { \
+	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
+	  else echo "bubblewrap is missing: install Debian's bubblewrap package (apt-get install bubblewrap)" >&2; exit 1; fi; \
+	  echo "installing bubblewrap (Debian's package) for the sandbox tests"; \
+	  $$SUDO apt-get update -qq >/dev/null && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; }
+	@bwrap --version
 
 test-airflow: airflow-env sage-env
 	COCALC_REQUIRE_SAGE=1 .venv-airflow/bin/pytest $(PYTEST_FLAGS) tests/airflow
@@ -67,7 +76,7 @@ lint: env airflow-env prefect-env
 	.venv-airflow/bin/mypy --strict airflow_provider
 	.venv-prefect/bin/mypy --strict prefect_tasks
 
-bench: env
+bench: env bwrap
 	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --group dev --group peer --group fuzz --group bench
 	.venv/bin/python -m bench.run
 

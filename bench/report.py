@@ -108,6 +108,18 @@ def write_markdown(r: dict[str, Any]) -> None:
         f" idle: {e['idle_server_cpu_pct']:.2f}%) | **{e['eight_jobs_polled_cpu_pct']:.2f}%** of "
         "one core | <= 2% |",
     ]
+    b = r.get("sandbox")
+    if b:
+        for where, label in (("global", "global pool"), ("project", "inside one project")):
+            lines += [
+                f"| 8 | sandbox off / on, {label}: warm call p50 | "
+                f"{b[f'none_{where}_warm']['p50_ms']:.1f} / {b[f'bwrap_{where}_warm']['p50_ms']:.1f}"
+                f" ms ({b[f'{where}_warm_p50_ratio']:.2f}x) | |",
+                f"| 8 | sandbox off / on, {label}: 4 clients | "
+                f"{b[f'none_{where}_4_clients_per_s']:.1f} / "
+                f"{b[f'bwrap_{where}_4_clients_per_s']:.1f} calls/s "
+                f"(**{b[f'{where}_throughput_change']:+.0%}**) | fall <= 20% |",
+            ]
     lines += [
         "",
         "![results](results.png)",

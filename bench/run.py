@@ -20,6 +20,7 @@ from bench.imports import import_costs
 from bench.kernels import kernel_starts
 from bench.latency import client_overhead, warm_latency
 from bench.report import machine, write_chart, write_markdown
+from bench.sandbox import sandbox_costs
 from bench.soak import soak
 from bench.throughput import throughput_all
 from cocalc_tasks.server.process import LocalServer
@@ -52,6 +53,7 @@ def main() -> int:
             ("soak", lambda: soak(server)),
             ("exec", lambda: exec_costs(server)),
             ("kernel_starts", kernel_starts),
+            ("sandbox", sandbox_costs),
         ]
         for name, step in steps:
             started = time.perf_counter()
