@@ -15,6 +15,7 @@ import logging
 import os
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -30,7 +31,7 @@ from cocalc_tasks.server.pool import KernelPools
 from cocalc_tasks.server.project_bridge import ProjectBridge, now_ms
 from cocalc_tasks.server.sandbox import Area, Limits, Sandbox, kernel_prefixes
 from cocalc_tasks.server.service import ApiError, ExecutionService
-from cocalc_tasks.server.settings import ServerSettings
+from cocalc_tasks.server.settings import CONFIG_ENV, ServerSettings
 
 __all__ = ["create_app"]
 
@@ -169,6 +170,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         projects_dir=settings.projects_dir,
         anonymous_home=settings.data_dir / "sandbox",
         readonly=kernel_prefixes(entry["argv"] for entry in catalog.listing()),
+        hidden=[Path(os.environ[CONFIG_ENV])] if os.environ.get(CONFIG_ENV) else [],
     )
     anonymous = sandbox.area(None)
     keys = KeyRing(settings.api_keys, settings.project_keys)

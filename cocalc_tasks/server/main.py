@@ -17,7 +17,12 @@ import sys
 from pathlib import Path
 from typing import IO
 
-from cocalc_tasks.server.settings import ServerSettings, SettingsError, settings_from_args
+from cocalc_tasks.server.settings import (
+    CONFIG_ENV,
+    ServerSettings,
+    SettingsError,
+    settings_from_args,
+)
 
 __all__ = ["serve", "serve_from_args"]
 
@@ -85,6 +90,8 @@ def serve(settings: ServerSettings) -> int:
 
 
 def serve_from_args(args: argparse.Namespace) -> int:
+    if args.config:  # the sandbox hides the config file from kernels; it reads this
+        os.environ[CONFIG_ENV] = str(Path(args.config).absolute())
     logging.basicConfig(level=logging.WARNING, format="%(levelname)s %(name)s: %(message)s")
     try:
         settings = settings_from_args(args)
