@@ -30,9 +30,12 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import psutil
+
+if TYPE_CHECKING:
+    from cocalc_tasks.server.area_spawners import Spawner
 
 __all__ = ["CommandSpec", "RunningCommand", "build_spec", "truncation_marker"]
 
@@ -238,6 +241,11 @@ def _children_map() -> dict[int, list[int]]:
 _TABLE = _ProcessTable()
 
 
+def descendants(pid: int) -> list[int]:
+    """The host pids below ``pid`` (from a process table at most half a second old)."""
+    return _TABLE.descendants(pid)
+
+
 @dataclass
 class RunningCommand:
     """A spawned command: its output so far, its end, and how it ended."""
@@ -253,13 +261,18 @@ class RunningCommand:
     spawn_error: dict[str, Any] | None = None
     elapsed_s: float | None = None
     stats: list[dict[str, float]] = field(default_factory=list)
+    #: Starts the command inside its project's sandbox (None: Popen here).
+    spawner: Spawner | None = None
+    #: The rlimits a spawner sets (Popen's children get them from ``spec.preexec``).
+    limits: Sequence[tuple[int, int]] = ()
 
     def __post_init__(self) -> None:
         self.stdout = _Stream(self.spec.max_output)
         self.stderr = _Stream(self.spec.max_output)
         self.done = asyncio.Event()
         self._popen: subprocess.Popen[bytes] | None = None
-        self._exited: asyncio.Future[None] | None = None
+        self._exited: asyncio.Future[Any] | None = None
+        self._code: asyncio.Future[int] | None = None
         self._pipes: list[tuple[asyncio.ReadTransport, _PipeReader]] = []
         self._started = time.monotonic()
 
@@ -271,6 +284,9 @@ class RunningCommand:
         uvloop (``make bench``)."""
         spec = self.spec
         loop = asyncio.get_running_loop()
+        if self.spawner is not None:
+            await self._start_in_sandbox(loop)
+            return
         if spec.launch is not None and spec.script_dir is None:
             # Behind a sandbox launcher a missing program would be the launcher's failure:
             # report it as CoCalc does, from a spawn error.
@@ -303,11 +319,31 @@ class RunningCommand:
             transport, _ = await loop.connect_read_pipe(lambda r=reader: r, pipe)  # type: ignore[misc]
             self._pipes.append((transport, reader))
 
+    async def _start_in_sandbox(self, loop: asyncio.AbstractEventLoop) -> None:
+        assert self.spawner is not None
+        spec = self.spec
+        try:
+            pid, out, err = await self.spawner.spawn(
+                spec.argv, dict(spec.env), spec.cwd, self.limits
+            )
+        except OSError as exc:
+            self._spawn_failed(exc)
+            self._finish()
+            return
+        self.pid = pid
+        self._code = self.spawner.exited(pid)
+        self._exited = self._code
+        for fd, stream in ((out, self.stdout), (err, self.stderr)):
+            reader = _PipeReader(stream, self._notify, loop.create_future())
+            pipe = os.fdopen(fd, "rb", buffering=0)
+            transport, _ = await loop.connect_read_pipe(lambda r=reader: r, pipe)  # type: ignore[misc]
+            self._pipes.append((transport, reader))
+
     async def finish(self) -> None:
         """Collect output until the command ends (or its timeout kills it); never raises
         for the command's own failures."""
         popen, exited = self._popen, self._exited
-        if popen is None or exited is None:
+        if exited is None:
             return
         spec = self.spec
         sampler = asyncio.ensure_future(self._sample())
@@ -326,9 +362,12 @@ class RunningCommand:
             sampler.cancel()
             with contextlib.suppress(BaseException):
                 await sampler
-            with contextlib.suppress(subprocess.TimeoutExpired):
-                popen.wait(timeout=1)
-            code = popen.returncode
+            if popen is not None:
+                with contextlib.suppress(subprocess.TimeoutExpired):
+                    popen.wait(timeout=1)
+                code = popen.returncode
+            else:
+                code = self._code.result() if self._code is not None and self._code.done() else None
             # Node reports a signalled process as exit code null, which CoCalc turns into 0.
             self.exit_code = code if code is not None and code >= 0 else 0
             self.stdout.feed(b"", final=True)
@@ -362,6 +401,9 @@ class RunningCommand:
         """SIGKILL the command's whole process group (it is the group leader)."""
         if self.pid is None:
             return
+        if self.spawner is not None:  # the pid is the sandbox's
+            self.spawner.signal(self.pid, signal.SIGKILL)
+            return
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(self.pid, signal.SIGKILL)
 
@@ -377,12 +419,16 @@ class RunningCommand:
         """CoCalc's ``async_stats`` samples of the process tree."""
         if self.pid is None:
             return
+        await asyncio.sleep(1.0)
+        # A command started in a sandbox has the sandbox's pid: find it on the host.
+        host = self.pid if self.spawner is None else self.spawner.host_pid(self.pid)
         try:
-            root = psutil.Process(self.pid)
+            root = psutil.Process(host) if host is not None else None
         except psutil.Error:
             return
+        if root is None:
+            return
         last: tuple[float, float] | None = None
-        await asyncio.sleep(1.0)
         while True:
             if not root.is_running():
                 return

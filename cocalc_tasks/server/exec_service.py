@@ -30,6 +30,7 @@ from typing import Any
 
 import psutil
 
+from cocalc_tasks.server.area_spawners import Spawners
 from cocalc_tasks.server.auth import Identity, PathEscape, project_directory, resolve_path
 from cocalc_tasks.server.commands import CommandSpec, RunningCommand, build_spec
 from cocalc_tasks.server.jobs import JobRecord, JobStore
@@ -98,7 +99,15 @@ class ExecService:
         self.settings = settings
         self.store = store
         self.sandbox = sandbox
-        self._setup = child_setup(Limits.parse(settings.exec_limits).rlimits(), ignore_sigint=False)
+        self._rlimits = Limits.parse(settings.exec_limits).rlimits()
+        self._setup = child_setup(self._rlimits, ignore_sigint=False)
+        # One command spawner per project inside its sandbox: bwrap starts once per project,
+        # not once per command.
+        self._spawners = (
+            Spawners(sandbox, settings.area_idle_seconds)
+            if sandbox is not None and sandbox.enabled
+            else None
+        )
         self._base_env = {k: v for k, v in base_env.items() if k not in _DROPPED_ENV}
         # Programs of the server's own environment (python3, sage, jupyter) come first, as a
         # CoCalc project's software stack does.
@@ -118,7 +127,8 @@ class ExecService:
         process groups and mark them ``error``. Returns how many there were."""
         orphans = self.store.running()
         for row in orphans:
-            _kill_leftover(row.get("pid"), row.get("start"))
+            if self._spawners is None:  # in sandboxes, jobs died with their server
+                _kill_leftover(row.get("pid"), row.get("start"))
             self.store.mark_orphaned(row["job_id"])
         self.store.purge_expired()
         if orphans:
@@ -138,6 +148,8 @@ class ExecService:
             c, job_id = job.command, job.job_id or ""
             self.store.update(job_id, stdout=c.stdout.text, stderr=c.stderr.text, stats=c.stats)
             self.store.mark_orphaned(job_id, STOPPED)
+        if self._spawners is not None:
+            await self._spawners.close()
 
     def running_count(self) -> int:
         return len(self._running)
@@ -182,7 +194,13 @@ class ExecService:
         is_async = _flag(params, "async_call", False)
         spec = self._spec(params, project_id, is_async, fail)
         job_id = str(uuid.uuid4()) if is_async else None
-        job = _Job(RunningCommand(spec), project_id, job_id)
+        spawner = None
+        if self._spawners is not None and self.sandbox is not None:
+            area = self.sandbox.area(project_id)
+            busy = {j.project_id for j in self._running}
+            await self._spawners.close_idle(busy | {area.name})
+            spawner = await self._spawners.for_area(area)
+        job = _Job(RunningCommand(spec, spawner=spawner, limits=self._rlimits), project_id, job_id)
         job.err_on_exit = _flag(params, "err_on_exit", True)
         job.command.on_output = lambda: self._mark_dirty(job)
         await job.command.start()

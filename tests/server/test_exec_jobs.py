@@ -11,7 +11,7 @@ from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.process import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import PROJECT_ID
-from tests.support.procs import all_gone, gone
+from tests.support.procs import all_gone
 
 pytestmark = pytest.mark.server
 
@@ -58,10 +58,10 @@ def test_jobs_survive_a_graceful_restart(tmp_path: Path) -> None:
     with jobs_server(data) as server, client(server) as c:
         finished = c.submit("echo finished")
         assert c.wait(finished).ok
-        running = c.submit("echo begin; sleep 300", timeout=600)
+        marker = f"{300 + time.time() % 1000:.6f}"
+        running = c.submit(f"echo begin; sleep {marker}", timeout=600)
         wait_for_output(c, running.job_id, "begin")
-        pid = running.pid or 0
-    assert gone(pid)
+    assert all_gone(f"sleep {marker}")
     with jobs_server(data) as server, client(server) as c:
         assert c.job(finished).stdout == "finished\n"
         status = c.job(running)
