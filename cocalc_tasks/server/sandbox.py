@@ -221,10 +221,11 @@ class Sandbox:
         args += ["--cap-drop", "ALL"]
         for system in _SYSTEM:
             args += ["--ro-bind-try", system, system]
+        # A private, empty /tmp inside the sandbox (not the host's); before the environments
+        # below, which may live under /tmp (a checkout there, say).
+        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
         for readonly in self._readonly:
             args += ["--ro-bind-try", str(readonly), str(readonly)]
-        # A private, empty /tmp inside the sandbox (not the host's).
-        args += ["--proc", "/proc", "--dev", "/dev", "--tmpfs", "/tmp"]  # noqa: S108
         # The data dir and the projects root are empty inside (whatever they sit under), apart
         # from this area's own directories; then they and the root turn read-only, so nothing
         # can be written outside the area (not even into the sandbox's own scaffolding).
