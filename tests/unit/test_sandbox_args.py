@@ -50,3 +50,14 @@ def test_limits_parse_and_merge() -> None:
         Limits.parse("mem=1")
     with pytest.raises(ValueError, match="positive"):
         Limits.parse("cpu=0")
+
+
+def test_the_private_tmp_comes_before_environments_that_may_live_under_it(tmp_path: Path) -> None:
+    """A checkout in /tmp has its venv there: mounting /tmp after it would hide Python."""
+    box = sandbox(tmp_path, [])
+    venv = Path("/tmp/some-checkout/.venv")
+    box._readonly = [venv]
+    args = box._prefix(box.area(None), tmp_path)
+    tmp_at = args.index("--tmpfs")
+    assert args[tmp_at + 1] == "/tmp"
+    assert args.index(str(venv)) > tmp_at
