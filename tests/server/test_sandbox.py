@@ -9,6 +9,7 @@ from __future__ import annotations
 import hashlib
 import json
 import secrets
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -53,17 +54,27 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, object]]
     (a_home / "planted-dir").symlink_to(b_file.parent)
     assert server.process is not None
     short = hashlib.sha256(B.encode()).hexdigest()[:12]
-    b_kernels = [  # host pids of B's processes: its zygote's kernels, the zygote, its sandbox
-        pid for pid in processes_mentioning(f"/p/{short}/s/kernel-") if not is_sandbox(pid)
-    ]
-    assert b_kernels
+
+    def b_processes() -> set[int]:  # host pids of B's zygote and of the kernels it forked
+        found = processes_mentioning(f"/p/{short}/s/kernel-")
+        return {pid for pid in found if not is_sandbox(pid) and not gone(pid, within=0)}
+
+    # The kernel B just used is shutting down: wait until B's processes stay the same.
+    b_kernels, deadline = b_processes(), time.monotonic() + 30
+    while time.monotonic() < deadline:
+        time.sleep(0.5)
+        now = b_processes()
+        if now == b_kernels and len(now) >= 2:
+            break
+        b_kernels = now
+    assert len(b_kernels) >= 2  # the zygote and its pooled kernel
     yield {
         "server": server,
         "data": server.data_dir,
         "b_file": b_file,
         "config": config,
         "server_pid": server.process.pid,
-        "b_kernels": b_kernels,
+        "b_kernels": sorted(b_kernels),
     }
     server.stop()
 
