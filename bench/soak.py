@@ -22,12 +22,31 @@ def soak(server: LocalServer) -> dict[str, Any]:
     proc = psutil.Process(server.process.pid)
     samples: list[tuple[int, float, int]] = []
 
+    def cmdline(p: psutil.Process) -> list[str]:
+        try:
+            return p.cmdline()
+        except psutil.Error:
+            return []
+
+    def sandbox(p: psutil.Process) -> bool:  # bubblewrap and its init, around what runs in it
+        line = cmdline(p)
+        return bool(line) and line[0].endswith("bwrap")
+
     def zygotes() -> list[psutil.Process]:
-        return [c for c in proc.children() if "zygote.py" in " ".join(c.cmdline())]
+        # A fork server: zygote.py, whose parent is not one (its kernels share its cmdline).
+        found = []
+        for p in proc.children(recursive=True):
+            if "zygote.py" not in " ".join(cmdline(p)) or sandbox(p):
+                continue
+            parent = p.parent()
+            if parent is None or sandbox(parent) or "zygote.py" not in " ".join(cmdline(parent)):
+                found.append(p)
+        return found
 
     def kernels() -> int:
-        # Kernels are the server's descendants, minus its fork servers (zygote.py).
-        return len(set(proc.children(recursive=True)) - set(zygotes()))
+        # Kernels are the server's descendants, minus fork servers and sandbox wrappers.
+        tree = set(proc.children(recursive=True))
+        return len({p for p in tree if not sandbox(p)} - set(zygotes()))
 
     def one(i: int) -> None:
         with CocalcClient(KEY, server.url) as c:
