@@ -190,17 +190,18 @@ def test_cancel_kills_a_child_that_ignores_sigterm(c: CocalcClient) -> None:
     assert c.cancel(job) == c.job(job)  # cancelling a finished job changes nothing
 
 
+@pytest.mark.parametrize("sandbox", ["none", "bwrap"])
 def test_cancel_fallback_signals_the_group_on_a_server_without_async_cancel(
-    tmp_path: Path,
+    tmp_path: Path, sandbox: str
 ) -> None:
     """Answer ``async_cancel`` as CoCalc master does; everything else reaches the server.
 
     On CoCalc all commands of a project share its container, so the second command can
-    signal the first; here that takes a server without per-command sandboxes."""
+    signal the first; in the sandbox they share the project's PID namespace the same way."""
     marker = unique_sleep()
     script = f"trap '' TERM; sh -c \"trap '' TERM; echo child; sleep {marker}\" & wait"
     exec_server = LocalServer(
-        data_dir=tmp_path, api_keys=[SECRET_KEY], args=["--pool-size", "0", "--sandbox", "none"]
+        data_dir=tmp_path, api_keys=[SECRET_KEY], args=["--pool-size", "0", "--sandbox", sandbox]
     ).start()
     c = exec_server.client(project_id=PROJECT_ID)
     job = c.submit(script, timeout=600)
