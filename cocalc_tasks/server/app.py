@@ -10,6 +10,7 @@ HTTP 200 with ``{"error": message}``.
 from __future__ import annotations
 
 import asyncio
+import functools
 import json
 import logging
 import os
@@ -176,23 +177,33 @@ def create_app(settings: ServerSettings) -> FastAPI:
     keys = KeyRing(settings.api_keys, settings.project_keys)
     state: dict[str, Any] = {"sandbox": sandbox}
 
-    def limits_for(spec_name: str) -> list[tuple[int, int]]:
+    environments: dict[str, dict[str, str]] = {}
+
+    def env_for(area: Area) -> dict[str, str]:
+        """An area's kernel environment, written and built once (kernel starts reuse it)."""
+        if area.name not in environments:
+            environments[area.name] = area_environment(base_env, area)
+        return environments[area.name]
+
+    @functools.cache
+    def limits_for(spec_name: str) -> tuple[tuple[int, int], ...]:
+        """A kernelspec's rlimits, parsed once (every kernel start asks)."""
         own = Limits.parse(settings.kernel_limits_for.get(spec_name, ""))
-        return Limits.parse(settings.kernel_limits).merged(own).rlimits()
+        return tuple(Limits.parse(settings.kernel_limits).merged(own).rlimits())
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         pools = KernelPools(
             catalog,
             scratch_dir=anonymous.scratch,
-            kernel_env=area_environment(base_env, anonymous),
+            kernel_env=env_for(anonymous),
             size_for=settings.pool_size_for,
             max_parallel_starts=settings.max_parallel_starts,
             start_timeout=settings.kernel_start_timeout,
             fork=settings.fork_kernels and fork_supported(),
             default_area=anonymous,
             sandbox=sandbox,
-            env_for=lambda area: area_environment(base_env, area),
+            env_for=env_for,
             limits_for=limits_for,
             project_size=settings.project_pool_size,
             idle_seconds=settings.area_idle_seconds,

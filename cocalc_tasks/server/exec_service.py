@@ -35,7 +35,7 @@ from cocalc_tasks.server.auth import Identity, PathEscape, project_directory, re
 from cocalc_tasks.server.commands import CommandSpec, RunningCommand, build_spec
 from cocalc_tasks.server.jobs import JobRecord, JobStore
 from cocalc_tasks.server.sandbox import Limits, Sandbox, child_setup
-from cocalc_tasks.server.service import ApiError
+from cocalc_tasks.server.service import ApiError, checked_project_id
 from cocalc_tasks.server.settings import ServerSettings
 
 __all__ = ["ExecService"]
@@ -43,7 +43,6 @@ __all__ = ["ExecService"]
 log = logging.getLogger("cocalc_tasks.server.exec")
 
 NOT_SIGNED_IN = "must be signed in"
-INVALID_UUID = "invalid account_id or project_id -- all must be valid uuid's"
 NOT_COLLABORATOR = "user must be a collaborator on the project"
 #: What CoCalc master's hub answers when it stops waiting (it reads ``.message`` of a string).
 HUB_GAVE_UP = "undefined"
@@ -159,9 +158,7 @@ class ExecService:
         """``POST /api/v2/exec``: CoCalc master's checks and messages."""
         if not identity.signed_in:
             raise ApiError(NOT_SIGNED_IN)
-        project_id = params.get("project_id")
-        if not isinstance(project_id, str) or not _is_uuid(project_id):
-            raise ApiError(INVALID_UUID)
+        project_id = checked_project_id(params.get("project_id"))
         if not identity.may_use_project(project_id.lower()):
             raise ApiError(NOT_COLLABORATOR)
         return await self.call(params, project_id.lower(), flavor="http")
@@ -469,14 +466,6 @@ class _Failure:
     def __call__(self, message: str, *, thrown: bool = False) -> ApiError:
         """``thrown``: CoCalc threw an ``Error`` (its text gains ``Error: ``), not a string."""
         return ApiError(self.prefix + ("Error: " if thrown else "") + message)
-
-
-def _is_uuid(value: str) -> bool:
-    try:
-        uuid.UUID(value)
-    except ValueError:
-        return False
-    return True
 
 
 def _job_id(value: object) -> str:

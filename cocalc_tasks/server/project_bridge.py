@@ -27,7 +27,7 @@ from cocalc_tasks.server.auth import Identity, auth_scheme
 from cocalc_tasks.server.exec_service import ExecService
 from cocalc_tasks.server.pool import KernelPools
 from cocalc_tasks.server.sandbox import Area, Sandbox
-from cocalc_tasks.server.service import ApiError, ExecutionService
+from cocalc_tasks.server.service import ApiError, ExecutionService, checked_project_id
 
 __all__ = ["ProjectBridge"]
 
@@ -35,7 +35,6 @@ NO_KEY = "You must provide authentication via an API key."
 UNKNOWN_KEY = "must sign in as project or account"
 NO_PROJECT = "must specify project_id or use project-specific api key"
 WRONG_PROJECT = "project specific api key must match requested project"
-INVALID_UUID = "invalid account_id or project_id -- all must be valid uuid's"
 DEFAULT_TIMEOUT_MS = 15000
 
 Function = Callable[[str, list[Any]], Awaitable[Any]]
@@ -80,12 +79,7 @@ class ProjectBridge:
             if identity.kind == "project" and identity.project_id is not None:
                 return identity.project_id
             raise ApiError(NO_PROJECT)
-        if not isinstance(project_id, str):
-            raise ApiError(INVALID_UUID)
-        try:
-            project_id = str(uuid.UUID(project_id))
-        except ValueError:
-            raise ApiError(INVALID_UUID) from None
+        project_id = str(uuid.UUID(checked_project_id(project_id)))
         if identity.kind == "project" and identity.project_id != project_id:
             raise ApiError(WRONG_PROJECT)
         return project_id

@@ -154,6 +154,7 @@ class Sandbox:
         self.tools.mkdir(parents=True, exist_ok=True)
         self._readonly = _unique([*_interpreter_prefixes(), *readonly])
         self._hidden = [p for p in hidden if p.exists()]
+        self._areas: dict[str | None, Area] = {}
         self.bwrap = shutil.which("bwrap")
         self.mode = self._choose(mode)
 
@@ -180,7 +181,7 @@ class Sandbox:
     def _probe(self) -> str | None:
         if self.bwrap is None:
             return "bwrap is not installed"
-        probe = self.area(ANONYMOUS)
+        probe = self.area(None)
         try:
             done = subprocess.run(
                 [*self._prefix(probe, probe.scratch), "true"],
@@ -196,7 +197,10 @@ class Sandbox:
         return None
 
     def area(self, project_id: str | None) -> Area:
-        """The area of a project (or of the global pool), its directories created."""
+        """The area of a project (or of the global pool), its directories created once."""
+        key = project_id.lower() if project_id is not None else None
+        if (known := self._areas.get(key)) is not None:
+            return known
         if project_id is None:
             name, home, short = ANONYMOUS, self.anonymous_home, "anon"
         else:
@@ -207,6 +211,7 @@ class Sandbox:
         area = Area(name, home, base / "s", base / "v")
         for directory in (area.home, area.scratch, area.state):
             directory.mkdir(parents=True, exist_ok=True)
+        self._areas[key] = area
         return area
 
     def wrap(self, argv: Sequence[str], area: Area, cwd: Path | str) -> list[str]:

@@ -31,7 +31,7 @@ from cocalc_tasks.server.runner import KernelDied, chdir_code, run_cell
 from cocalc_tasks.server.sandbox import Sandbox
 from cocalc_tasks.server.settings import ServerSettings
 
-__all__ = ["ApiError", "ExecutionService"]
+__all__ = ["INVALID_UUID", "ApiError", "ExecutionService", "checked_project_id"]
 
 log = logging.getLogger("cocalc_tasks.server.service")
 
@@ -71,10 +71,8 @@ def _history(params: Mapping[str, Any]) -> list[str]:
     return value
 
 
-def _project_id(params: Mapping[str, Any]) -> str | None:
-    value = params.get("project_id")
-    if value is None:
-        return None
+def checked_project_id(value: object) -> str:
+    """``value`` itself if it is a project id (a UUID); CoCalc's refusal otherwise."""
     if not isinstance(value, str):
         raise ApiError(INVALID_UUID)
     try:
@@ -82,6 +80,11 @@ def _project_id(params: Mapping[str, Any]) -> str | None:
     except ValueError:
         raise ApiError(INVALID_UUID) from None
     return value
+
+
+def _project_id(params: Mapping[str, Any]) -> str | None:
+    value = params.get("project_id")
+    return None if value is None else checked_project_id(value)
 
 
 class ExecutionService:
