@@ -39,7 +39,16 @@ def get_provider_info() -> dict[str, Any]:
             {"integration-name": "CoCalc", "python-modules": ["airflow_provider.hooks.cocalc"]}
         ],
         "operators": [
-            {"integration-name": "CoCalc", "python-modules": ["airflow_provider.operators.cocalc"]}
+            {
+                "integration-name": "CoCalc",
+                "python-modules": [
+                    "airflow_provider.operators.cocalc",
+                    "airflow_provider.operators.job",
+                ],
+            }
+        ],
+        "triggers": [
+            {"integration-name": "CoCalc", "python-modules": ["airflow_provider.triggers.cocalc"]}
         ],
         "connection-types": [
             {
@@ -47,11 +56,16 @@ def get_provider_info() -> dict[str, Any]:
                 "hook-class-name": "airflow_provider.hooks.cocalc.CocalcHook",
                 "hook-name": "CoCalc",
                 "ui-field-behaviour": {
-                    "hidden-fields": ["schema", "login", "port"],
-                    "relabeling": {"host": "API base URL", "password": "API key"},
+                    "hidden-fields": ["login"],
+                    "relabeling": {
+                        "host": "API base URL",
+                        "password": "API key",
+                        "schema": "Scheme",
+                    },
                     "placeholders": {
                         "host": "https://cocalc.com",
                         "password": "sk-...",
+                        "schema": "https (when the host has none; http for a local server)",
                         "extra": '{"project_id": "...", "verify": true, "timeout": 90}',
                     },
                 },

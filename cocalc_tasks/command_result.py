@@ -15,7 +15,7 @@ from typing import Any, Literal
 
 from cocalc_tasks.errors import CocalcCommandError, CocalcCommandTimeoutError
 
-__all__ = ["CommandResult", "Job", "JobStat", "JobState", "JobStatus"]
+__all__ = ["CommandResult", "Job", "JobStat", "JobState", "JobStatus", "new_output"]
 
 JobState = Literal["running", "completed", "error", "killed"]
 _STATES: frozenset[str] = frozenset({"running", "completed", "error", "killed"})
@@ -258,3 +258,19 @@ def _stats(data: Mapping[str, Any]) -> tuple[JobStat, ...]:
     if not isinstance(stats, list):
         return ()
     return tuple(JobStat.from_dict(s) for s in stats if isinstance(s, Mapping))
+
+
+def new_output(status: JobStatus, seen: dict[str, int]) -> list[tuple[str, str]]:
+    """``(stream, text)`` for what each stream gained since ``seen`` (offsets, updated).
+
+    ``seen`` starts as ``{}``. A stream that shrank (master empties a failed job's stdout)
+    yields nothing and its offset moves back.
+    """
+    gained = []
+    for name in ("stdout", "stderr"):
+        text: str = getattr(status, name)
+        start = seen.get(name, 0)
+        if len(text) > start:
+            gained.append((name, text[start:]))
+        seen[name] = len(text)
+    return gained

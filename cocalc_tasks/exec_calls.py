@@ -13,14 +13,13 @@ The transport rules (see ``docs/exec-api.md``):
 
 from __future__ import annotations
 
-import dataclasses
 import logging
 import time
 from collections.abc import Callable, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Unpack
 
-from cocalc_tasks.command_result import CommandResult, Job, JobStatus
+from cocalc_tasks.command_result import CommandResult, Job, JobStatus, new_output
 from cocalc_tasks.errors import (
     CocalcError,
     CocalcServerError,
@@ -29,8 +28,7 @@ from cocalc_tasks.errors import (
     CocalcUnsupportedError,
     CocalcValidationError,
 )
-from cocalc_tasks.exec_request import ExecOptions, ExecRequest, validate_job_id
-from cocalc_tasks.scripts import script_command
+from cocalc_tasks.exec_request import ExecOptions, ExecRequest, script_request, validate_job_id
 from cocalc_tasks.validation import validate_project_id
 
 if TYPE_CHECKING:
@@ -111,7 +109,7 @@ class ExecCalls:
         Any text is carried safely (see :mod:`cocalc_tasks.scripts`); ``args`` are passed to
         the script. Python and Sage print the value of a final expression, as a cell does.
         """
-        request = _script_request(code, interpreter, args, options)
+        request = script_request(code, interpreter, args, **options)
         return self.send_exec(request, err_on_exit=err_on_exit)
 
     # -- async jobs --------------------------------------------------------------------------
@@ -129,7 +127,7 @@ class ExecCalls:
         **options: Unpack[ExecOptions],
     ) -> Job:
         """``run_script`` as an async job."""
-        return self.submit_request(_script_request(code, interpreter, args, options))
+        return self.submit_request(script_request(code, interpreter, args, **options))
 
     def submit_request(self, request: ExecRequest) -> Job:
         """Start a prepared :class:`ExecRequest` as an async job."""
@@ -177,7 +175,7 @@ class ExecCalls:
         job_id, project = self._job_target(job, project_id)
         command = job.command if isinstance(job, Job) else None
         end = _deadline(deadline)
-        seen = {"stdout": 0, "stderr": 0}
+        seen: dict[str, int] = {}
         failing_since: float | None = None
         while True:
             remaining = None if end is None else end - time.monotonic()
@@ -216,7 +214,8 @@ class ExecCalls:
                 continue
             failing_since = None
             if on_output is not None:
-                _emit_new(status, seen, on_output)
+                for stream, text in new_output(status, seen):
+                    on_output(stream, text)
             if status.done:
                 return status.result(command)
             if not long_poll:
@@ -280,15 +279,6 @@ class ExecCalls:
         return validate_job_id(job), validate_project_id(project)
 
 
-def _script_request(
-    code: str, interpreter: str, args: Sequence[str], options: ExecOptions
-) -> ExecRequest:
-    command = script_command(code, interpreter, args)
-    lines = code.count("\n") + (not code.endswith("\n"))
-    label = f"{interpreter} script ({lines} line{'s' if lines != 1 else ''})"
-    return dataclasses.replace(ExecRequest.build(command, None, **options), bash=True, label=label)
-
-
 def _record(response: Any) -> dict[str, Any]:
     if not isinstance(response, dict):
         raise CocalcServerError("the exec response is not a JSON object")
@@ -300,18 +290,6 @@ def _status(response: Any, job_id: str) -> JobStatus:
         return JobStatus.from_response(_record(response), job_id=job_id)
     except ValueError as exc:
         raise CocalcServerError(f"malformed job record: {exc}") from None
-
-
-def _emit_new(status: JobStatus, seen: dict[str, int], on_output: OutputCallback) -> None:
-    """Call ``on_output`` with what each stream gained since the last poll."""
-    for name in ("stdout", "stderr"):
-        text: str = getattr(status, name)
-        start = seen[name]
-        if len(text) > start:
-            on_output(name, text[start:])
-            seen[name] = len(text)
-        elif len(text) < start:
-            seen[name] = len(text)  # master empties stdout of a failed job: nothing new
 
 
 def _deadline(deadline: Deadline) -> float | None:

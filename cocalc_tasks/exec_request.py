@@ -12,6 +12,7 @@ whether a non-zero exit raises (``CommandResult.raise_for_status``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -19,9 +20,10 @@ from typing import Any, TypedDict, Unpack
 
 from cocalc_tasks.errors import CocalcValidationError
 from cocalc_tasks.request import ProjectRequest
+from cocalc_tasks.scripts import script_command
 from cocalc_tasks.validation import type_name, validate_project_id
 
-__all__ = ["ExecOptions", "ExecRequest", "validate_job_id"]
+__all__ = ["ExecOptions", "ExecRequest", "script_request", "validate_job_id"]
 
 #: CoCalc's default command timeout, in seconds, when a request sends none.
 DEFAULT_EXEC_TIMEOUT = 60.0
@@ -146,6 +148,20 @@ class ExecRequest(ProjectRequest):
         if async_call:
             body["async_call"] = True
         return body
+
+
+def script_request(
+    code: str,
+    interpreter: str = "python3",
+    args: Sequence[str] = (),
+    **options: Unpack[ExecOptions],
+) -> ExecRequest:
+    """The request that runs ``code`` with ``interpreter`` (see :mod:`cocalc_tasks.scripts`),
+    labelled ``"<interpreter> script (N lines)"`` in logs and errors."""
+    command = script_command(code, interpreter, args)
+    lines = code.count("\n") + (not code.endswith("\n"))
+    label = f"{interpreter} script ({lines} line{'s' if lines != 1 else ''})"
+    return dataclasses.replace(ExecRequest.build(command, None, **options), bash=True, label=label)
 
 
 def validate_job_id(job_id: object) -> str:

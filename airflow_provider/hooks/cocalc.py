@@ -1,13 +1,20 @@
 """CocalcHook: an Airflow ``cocalc`` connection turned into a :class:`CocalcClient`.
 
 Connection fields: ``host`` is the API base URL (default ``https://cocalc.com``), ``password``
-is the API key (masked by Airflow in logs and rendered templates), and ``extra`` may hold
-``project_id``, ``verify`` and ``timeout``.
+is the API key (masked by Airflow in logs and rendered templates), ``schema`` the scheme
+(``https``, the default, or ``http``) when ``host`` has none, ``port`` an optional port, and
+``extra`` may hold ``project_id``, ``verify`` and ``timeout``.
 
 Example ``AIRFLOW_CONN_COCALC_DEFAULT`` (JSON form)::
 
     {"conn_type": "cocalc", "host": "https://cocalc.com", "password": "sk-...",
      "extra": {"project_id": "6e75dbf1-0342-4249-9dce-6b21648656e9"}}
+
+The URI form carries the scheme as the path, as Airflow's http provider does with ``schema``
+(a URI without it means https)::
+
+    cocalc://:sk-...@127.0.0.1:8765/http?project_id=6e75dbf1-0342-4249-9dce-6b21648656e9
+    cocalc://:sk-...@cocalc.com/https
 """
 
 from __future__ import annotations
@@ -18,7 +25,7 @@ from typing import TYPE_CHECKING, Any, Unpack
 from airflow.sdk import BaseHook
 
 from cocalc_tasks.config import DEFAULT_HOST, DEFAULT_TIMEOUT
-from cocalc_tasks.errors import CocalcError
+from cocalc_tasks.errors import CocalcError, CocalcValidationError
 
 if TYPE_CHECKING:  # the client (and requests) load on first use, not at DAG parsing
     from cocalc_tasks.client import CocalcClient
@@ -38,6 +45,24 @@ def _truthy(value: Any) -> bool | str:
     if text.lower() in {"false", "0", "no", "off"}:
         return False
     return text
+
+
+def _base_url(conn: Any) -> str:
+    """The API base URL of a connection: ``host`` (with or without a scheme), ``schema`` as
+    the scheme when ``host`` has none (default https), and ``port``."""
+    host = (conn.host or "").strip()
+    if not host:
+        return DEFAULT_HOST
+    scheme = (conn.schema or "").strip().lower().removesuffix("://")
+    if scheme not in ("", "http", "https"):
+        raise CocalcValidationError(
+            f"connection {conn.conn_id!r}: schema must be http or https (the scheme of the API "
+            f"URL), got {conn.schema!r}"
+        )
+    url = host if "://" in host else f"{scheme or 'https'}://{host}"
+    if conn.port:
+        url = f"{url.rstrip('/')}:{conn.port}"
+    return url.rstrip("/")
 
 
 class CocalcHook(BaseHook):
@@ -69,14 +94,7 @@ class CocalcHook(BaseHook):
 
     @property
     def base_url(self) -> str:
-        conn = self.connection
-        host = (conn.host or "").strip()
-        if not host:
-            return DEFAULT_HOST
-        url = host if "://" in host else f"{conn.schema or 'https'}://{host}"
-        if conn.port:
-            url = f"{url.rstrip('/')}:{conn.port}"
-        return url.rstrip("/")
+        return _base_url(self.connection)
 
     @property
     def project_id(self) -> str | None:
@@ -104,6 +122,13 @@ class CocalcHook(BaseHook):
         )
 
     def get_conn(self) -> CocalcClient:
+        return self.client
+
+    async def aget_client(self) -> CocalcClient:
+        """:attr:`client`, with the connection looked up without blocking the event loop
+        (for triggers, which run in the triggerer's loop)."""
+        if "connection" not in self.__dict__:
+            self.__dict__["connection"] = await self.aget_connection(self.cocalc_conn_id)
         return self.client
 
     # -- API -----------------------------------------------------------------------------------
@@ -135,9 +160,13 @@ class CocalcHook(BaseHook):
     @classmethod
     def get_ui_field_behaviour(cls) -> dict[str, Any]:
         return {
-            "hidden_fields": ["schema", "login", "port"],
-            "relabeling": {"host": "API base URL", "password": "API key"},
-            "placeholders": {"host": "https://cocalc.com", "password": "sk-..."},
+            "hidden_fields": ["login"],
+            "relabeling": {"host": "API base URL", "password": "API key", "schema": "Scheme"},
+            "placeholders": {
+                "host": "https://cocalc.com",
+                "password": "sk-...",
+                "schema": "https (when the host has none; http for a local server)",
+            },
         }
 
     @classmethod

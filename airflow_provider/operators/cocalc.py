@@ -40,6 +40,20 @@ class CocalcProjectLink(BaseOperatorLink):
         return str(XCom.get_value(key=PROJECT_URL_KEY, ti_key=ti_key) or "")
 
 
+def read_code_file(operator: BaseOperator, code_file: str) -> str:
+    """The content of ``code_file`` (relative paths: the DAG's folder), never rendered."""
+    path = Path(code_file)
+    if not path.is_absolute():
+        folder = getattr(getattr(operator, "dag", None), "folder", None)
+        path = Path(folder or ".") / path
+    return path.read_text(encoding="utf-8")
+
+
+def project_url(hook: CocalcHook, project_id: str | None) -> str:
+    """The project's page on the server (empty without a project)."""
+    return f"{hook.base_url}/projects/{project_id}" if project_id else ""
+
+
 def fail(error: CocalcError) -> NoReturn:
     """Raise Airflow's view of ``error``: permanent errors skip the task's retries.
 
@@ -130,13 +144,7 @@ class CocalcExecuteOperator(BaseOperator):
         return self._hook
 
     def _code(self) -> str:
-        if self.input is not None:
-            return self.input
-        path = Path(str(self.code_file))
-        if not path.is_absolute():
-            folder = getattr(getattr(self, "dag", None), "folder", None)
-            path = Path(folder or ".") / path
-        return path.read_text(encoding="utf-8")
+        return self.input if self.input is not None else read_code_file(self, str(self.code_file))
 
     def execute(self, context: Context) -> dict[str, Any]:
         from cocalc_tasks.request import ExecuteRequest
@@ -158,8 +166,7 @@ class CocalcExecuteOperator(BaseOperator):
             fail(exc)
         self._log(result)
         # Always pushed (empty without a project): the link is resolved at task end.
-        url = f"{hook.base_url}/projects/{project_id}" if project_id else ""
-        context["ti"].xcom_push(key=PROJECT_URL_KEY, value=url)
+        context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, project_id))
         paths = self._save_images(result, context) if self.save_images_to else []
         if not result.ok and self.fail_on_error:
             fail(CocalcExecutionError(result))

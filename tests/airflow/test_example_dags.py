@@ -112,4 +112,10 @@ def test_dags_folder_parses_cleanly_as_a_user_would_point_at_it(safe_mode: bool)
 
     bag = DagBag(dag_folder=str(DAGS), safe_mode=safe_mode)
     assert bag.import_errors == {}
-    assert set(bag.dag_ids) == {"cocalc_python_xcom", "cocalc_mapped_snippets", "cocalc_sage"}
+    assert set(bag.dag_ids) == {
+        "cocalc_python_xcom",
+        "cocalc_mapped_snippets",
+        "cocalc_sage",
+        "cocalc_sage_job",
+        "cocalc_command_job",
+    }

@@ -38,6 +38,10 @@ def set_conn(
         ({"conn_type": "cocalc"}, "https://cocalc.com"),
         ("cocalc://:sk-uri-key@127.0.0.1:8765/?project_id=" + PID, "https://127.0.0.1:8765"),
         ("cocalc://:sk-uri-key@http%3A%2F%2F127.0.0.1%3A8765/", "http://127.0.0.1:8765"),
+        # The scheme as the URI's path (Airflow's ``schema``), as the http provider reads it.
+        ("cocalc://:sk-uri-key@127.0.0.1:8765/http?project_id=" + PID, "http://127.0.0.1:8765"),
+        ("cocalc://:sk-uri-key@cocalc.example/https", "https://cocalc.example"),
+        ({"conn_type": "cocalc", "host": "h", "schema": "HTTP://"}, "http://h"),
     ],
 )
 def test_base_url_from_json_and_uri_connections(
@@ -45,6 +49,25 @@ def test_base_url_from_json_and_uri_connections(
 ) -> None:
     set_conn(monkeypatch, conn)
     assert CocalcHook().base_url == url
+
+
+def test_a_wrong_scheme_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from cocalc_tasks.errors import CocalcValidationError
+
+    set_conn(monkeypatch, "cocalc://:sk-uri-key@127.0.0.1:8765/ftp")
+    with pytest.raises(CocalcValidationError, match=r"schema must be http or https.*'ftp'") as e:
+        CocalcHook().base_url  # noqa: B018
+    assert "sk-uri-key" not in str(e.value)
+
+
+def test_the_uri_scheme_reaches_the_local_server(
+    monkeypatch: pytest.MonkeyPatch, cocalc_conn: str
+) -> None:
+    """``cocalc://:KEY@127.0.0.1:PORT/http`` talks plain HTTP to the local server."""
+    port = cocalc_conn.rsplit(":", 1)[1]
+    set_conn(monkeypatch, f"cocalc://:{SECRET_KEY}@127.0.0.1:{port}/http")
+    ok, message = CocalcHook().test_connection()
+    assert ok, message
 
 
 def test_extras_plain_and_prefixed(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -1,0 +1,318 @@
+"""CocalcRunOperator: a command or script as a CoCalc exec job, for steps of any length.
+
+A Jupyter cell on CoCalc is capped at 15-30 s; an exec job is not. The operator submits the
+job, then either waits for it on the worker with the output streamed to the task log, or
+(``deferrable=True``) hands the wait to :class:`~airflow_provider.triggers.cocalc.CocalcJobTrigger`
+and frees the worker slot.
+
+No job runs twice: the job id is kept in Airflow's task state store (``ResumableJobMixin``,
+Airflow 3.3+) as soon as it exists. The next try of the same task instance, after a worker
+crash or a transient error, attaches to the job if it still runs, and takes its result if it
+ran to its end; only a job that was cancelled, killed at its timeout or forgotten by the
+server is submitted anew. Below Airflow 3.3 every try submits a new job (the job id is still
+pushed to XCom as ``cocalc_job_id``, but Airflow clears XCom at each try).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any, NoReturn
+
+from airflow.providers.common.compat.sdk import ResumableJobMixin
+from airflow.sdk import BaseOperator, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider.hooks.cocalc import CocalcHook
+from airflow_provider.operators.cocalc import (
+    PROJECT_URL_KEY,
+    CocalcProjectLink,
+    fail,
+    project_url,
+    read_code_file,
+)
+from cocalc_tasks.config import DEFAULT_MAX_CHARS
+from cocalc_tasks.errors import CocalcError, CocalcUnknownJobError, CocalcValidationError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from cocalc_tasks.command_result import CommandResult
+    from cocalc_tasks.exec_request import ExecRequest
+
+__all__ = ["JOB_ID_KEY", "CocalcRunOperator"]
+
+#: XCom key of the job id, pushed as soon as the job exists.
+JOB_ID_KEY = "cocalc_job_id"
+#: Default remote time limit of a job, in seconds (CoCalc's own default, 60 s, is a trap for
+#: the long steps this operator is for).
+DEFAULT_JOB_TIMEOUT = 3600.0
+#: How long after the job's own timeout a deferred wait gives up on a silent server.
+DEADLINE_MARGIN = 120.0
+
+
+class CocalcRunOperator(ResumableJobMixin, BaseOperator):
+    """Run a command, or code with an interpreter, as a CoCalc exec job.
+
+    Args:
+        command: A program (with ``args``) or a bash script. Templated.
+        args: Arguments of ``command``. Templated.
+        code: Code for ``interpreter`` (run through ``run_script``: any text arrives intact;
+            Python and Sage print a final expression's value as a cell does). Templated.
+        code_file: A file with the code (relative paths: the DAG's folder). The path is
+            templated; the content is sent as written, never rendered.
+        interpreter: ``python3`` (default), ``sage``, ``bash``, ``Rscript``... for ``code``.
+        project_id: The project to run in (default: the connection's). Required by CoCalc.
+        path: Working directory relative to the project's home.
+        env: Variables added to the project's environment. Templated.
+        timeout: Seconds before CoCalc kills the job (default one hour; 0: no limit).
+        deferrable: Wait in the triggerer instead of on a worker (default: Airflow's
+            ``[operators] default_deferrable``).
+        poll_interval: Seconds between polls; each poll's new output goes to the task log.
+        fail_on_nonzero: Fail the task (without retries) when the job exits non-zero or is
+            killed. When False, the summary is returned whatever the exit code.
+        max_xcom_chars: Characters kept of stdout and of stderr in the XCom value (the end).
+        durable: Keep the job id across tries and re-attach (Airflow 3.3+; default True).
+        cocalc_conn_id: The ``cocalc`` connection.
+
+    Returns (XCom ``return_value``): ``exit_code``, ``status``, ``ok``, ``stdout`` and
+    ``stderr`` (cut to their ends), ``job_id``, ``elapsed``, ``command`` and ``stats`` (CPU and
+    memory summary).
+    """
+
+    template_fields: Sequence[str] = (
+        "command",
+        "args",
+        "code",
+        "interpreter",
+        "project_id",
+        "path",
+        "env",
+        "code_file",
+    )
+    template_fields_renderers = {"command": "bash", "code": "py", "args": "json", "env": "json"}
+    ui_color = "#4474c4"
+    ui_fgcolor = "#fff"
+    operator_extra_links = (CocalcProjectLink(),)
+    #: Key of the job in the task state store; never rename (in-flight retries read it).
+    external_id_key = "cocalc_job"
+
+    def __init__(
+        self,
+        *,
+        command: str | None = None,
+        args: Sequence[str] | None = None,
+        code: str | None = None,
+        code_file: str | None = None,
+        interpreter: str = "python3",
+        project_id: str | None = None,
+        path: str | None = None,
+        env: Mapping[str, str] | None = None,
+        timeout: float = DEFAULT_JOB_TIMEOUT,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        fail_on_nonzero: bool = True,
+        max_xcom_chars: int = DEFAULT_MAX_CHARS,
+        cocalc_conn_id: str = CocalcHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        given = [
+            name
+            for name, v in (("command", command), ("code", code), ("code_file", code_file))
+            if v is not None
+        ]
+        if len(given) != 1:
+            raise ValueError(
+                "CocalcRunOperator needs exactly one of command=, code= or code_file=, "
+                f"got {', '.join(given) or 'none'}"
+            )
+        if args is not None and command is None:
+            raise ValueError("args= goes with command=; a script gets its values from code")
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
+        self.command = command
+        self.args = args
+        self.code = code
+        self.code_file = code_file
+        self.interpreter = interpreter
+        self.project_id = project_id
+        self.path = path
+        self.env = env
+        self.timeout = timeout
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.fail_on_nonzero = fail_on_nonzero
+        self.max_xcom_chars = max_xcom_chars
+        self.cocalc_conn_id = cocalc_conn_id
+        self._hook: CocalcHook | None = None
+        #: ``{"job_id", "project_id"}`` of the job this try submitted or attached to.
+        self._job: dict[str, str] | None = None
+        self._result: dict[str, Any] | None = None
+
+    @property
+    def hook(self) -> CocalcHook:
+        if self._hook is None:
+            self._hook = CocalcHook(self.cocalc_conn_id)
+        return self._hook
+
+    def _request(self) -> ExecRequest:
+        from cocalc_tasks.exec_request import ExecRequest, script_request
+
+        project = self.project_id or self.hook.project_id
+        options: dict[str, Any] = {
+            "project_id": project,
+            "path": self.path,
+            "timeout": self.timeout,
+            "env": self.env,
+        }
+        if self.command is not None:
+            return ExecRequest(self.command, self.args, **options)
+        code = self.code if self.code is not None else read_code_file(self, str(self.code_file))
+        return script_request(code, self.interpreter, **options)
+
+    # -- the steps: submit, or re-attach (ResumableJobMixin drives these) ----------------------
+    def execute(self, context: Context) -> Any:
+        try:
+            return self.execute_resumable(context)
+        except CocalcError as exc:
+            fail(exc)
+
+    def submit_job(self, context: Context) -> Any:
+        request = self._request()
+        job = self.hook.client.submit_request(request)
+        self._job = {"job_id": job.job_id, "project_id": job.project_id}
+        ti = context["ti"]
+        ti.xcom_push(key=JOB_ID_KEY, value=job.job_id)
+        ti.xcom_push(key=PROJECT_URL_KEY, value=project_url(self.hook, job.project_id))
+        self.log.info("submitted CoCalc job %s: %s", job.job_id, request.display)
+        return self._job
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        """The job's status, or ``"unknown"`` when the server no longer has it."""
+        job = _job_ref(external_id)
+        try:
+            status = self.hook.client.job(job["job_id"], project_id=job["project_id"])
+        except CocalcUnknownJobError:
+            return "unknown"
+        self._job = job
+        return status.status
+
+    def is_job_active(self, status: str) -> bool:
+        return status == "running"
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """A job that ran to its end is never run again, whatever its exit code: its result
+        stands. A cancelled or killed one is submitted anew."""
+        return status == "completed"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        """Wait for the job (or defer), then return :meth:`get_job_result`'s value.
+
+        Airflow 3.3's mixin returns this method's value when it re-attaches, but calls
+        ``get_job_result`` after it on a fresh submit: the result is therefore fetched here,
+        once, and remembered."""
+        job = self._job = _job_ref(external_id)
+        deadline = None
+        if self.timeout:
+            deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
+        if self.deferrable:
+            from airflow_provider.triggers.cocalc import CocalcJobTrigger
+
+            self.defer(
+                trigger=CocalcJobTrigger(
+                    job_id=job["job_id"],
+                    project_id=job["project_id"],
+                    cocalc_conn_id=self.cocalc_conn_id,
+                    poll_interval=self.poll_interval,
+                    deadline=deadline,
+                ),
+                method_name="execute_complete",
+            )
+        from cocalc_tasks.command_reporting import OutputLines
+
+        lines = OutputLines.to_logger(self.log)
+        self.log.info("waiting for CoCalc job %s", job["job_id"])
+        self.hook.client.wait(
+            job["job_id"],
+            project_id=job["project_id"],
+            on_output=lines.feed,
+            poll_interval=self.poll_interval,
+            deadline=None if deadline is None else deadline - time.time(),
+        )
+        lines.flush()
+        return self.get_job_result(job, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
+        """Fetch the finished job (with its CPU and memory samples), log it, judge it."""
+        from cocalc_tasks.command_reporting import command_dict, command_log_records
+
+        job = self._job = _job_ref(external_id)
+        if self._result is not None and self._result["job_id"] == job["job_id"]:
+            return self._result
+        status = self.hook.client.job(job["job_id"], project_id=job["project_id"], stats=True)
+        result = status.result(self._display())
+        for level, message in command_log_records(result):
+            getattr(self.log, level)("%s", message)
+        if self.fail_on_nonzero and not result.ok:
+            self._fail(result)
+        self._result = command_dict(result, self.max_xcom_chars)
+        return self._result
+
+    def _display(self) -> str | None:
+        try:
+            return self._request().display
+        except (CocalcError, OSError):
+            return None
+
+    def _fail(self, result: CommandResult) -> NoReturn:
+        try:
+            result.raise_for_status()
+        except CocalcError as exc:
+            raise AirflowFailException(str(exc)) from exc
+        raise AirflowFailException(f"job {result.job_id} failed")  # pragma: no cover
+
+    # -- deferrable: the trigger's event ----------------------------------------------------
+    def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
+        job = {"job_id": str(event.get("job_id")), "project_id": str(event.get("project_id"))}
+        self._job = job
+        status = event.get("status")
+        try:
+            if status == "done":
+                return self.get_job_result(job, context)
+            if status == "timeout":
+                self.log.error("job %s outlived its deadline; cancelling it", job["job_id"])
+                self.hook.client.cancel(job["job_id"], project_id=job["project_id"])
+                raise AirflowException(str(event.get("message") or "the job outlived its deadline"))
+        except CocalcError as exc:
+            fail(exc)
+        message = f"waiting for job {job['job_id']} failed: {event.get('message')}"
+        if event.get("transient"):
+            raise AirflowException(message)  # retries re-attach to the job
+        raise AirflowFailException(message)
+
+    # -- kill -----------------------------------------------------------------------------------
+    def on_kill(self) -> None:
+        """Cancel the running job (SIGTERM to the task, or its ``execution_timeout``).
+
+        A new client sends the cancel: the hook's may be in the middle of a request."""
+        job = self._job
+        if job is None:
+            return
+        if self._hook is not None:
+            self._hook.client.abort()
+        status = CocalcHook(self.cocalc_conn_id).client.cancel(
+            job["job_id"], project_id=job["project_id"]
+        )
+        self.log.info("cancelled CoCalc job %s: %s", job["job_id"], status.status)
+
+
+def _job_ref(external_id: Any) -> dict[str, str]:
+    """The stored ``{"job_id", "project_id"}``, checked (the store holds plain JSON)."""
+    if (
+        not isinstance(external_id, Mapping)
+        or not isinstance(external_id.get("job_id"), str)
+        or not isinstance(external_id.get("project_id"), str)
+    ):
+        raise CocalcValidationError(f"not a stored CoCalc job: {external_id!r:.200}")
+    return {"job_id": external_id["job_id"], "project_id": external_id["project_id"]}
