@@ -161,6 +161,7 @@ class ExecCalls:
         on_output: OutputCallback | None = None,
         poll_interval: float = 1.0,
         stats: bool = False,
+        on_status: Callable[[JobStatus], None] | None = None,
     ) -> CommandResult:
         """Wait for a job to finish and return its :class:`CommandResult` (not raised: check
         ``ok`` or call ``raise_for_status()``).
@@ -168,6 +169,8 @@ class ExecCalls:
         Without ``on_output``, waits with ``async_await`` long polls, reconnecting whenever the
         transport gives up. With it, polls every ``poll_interval`` seconds and calls
         ``on_output(stream, text)`` with only the output that is new since the last poll.
+        ``on_status`` (which also switches to polling) sees every record; an exception it
+        raises ends the wait (the job keeps running).
 
         ``deadline``: seconds from now, or an aware ``datetime``. When it passes,
         :class:`~cocalc_tasks.errors.CocalcTimeoutError` is raised and the job keeps running.
@@ -187,7 +190,7 @@ class ExecCalls:
             body: dict[str, Any] = {"project_id": project, "async_get": job_id}
             if stats:
                 body["async_stats"] = True
-            long_poll = on_output is None
+            long_poll = on_output is None and on_status is None
             if long_poll:
                 body["async_await"] = True
                 read = LONG_POLL_SECONDS if remaining is None else min(LONG_POLL_SECONDS, remaining)
@@ -216,6 +219,8 @@ class ExecCalls:
             if on_output is not None:
                 for stream, text in new_output(status, seen):
                     on_output(stream, text)
+            if on_status is not None:
+                on_status(status)
             if status.done:
                 return status.result(command)
             if not long_poll:

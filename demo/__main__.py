@@ -62,7 +62,13 @@ def main() -> int:
         ) as server,
     ):
         print(f"local CoCalc-compatible server at {server.url} (data in {data})")
-        env = {**os.environ, "COCALC_HOST": server.url, "COCALC_API_KEY": DEMO_KEY}
+        env = {
+            **os.environ,
+            "COCALC_HOST": server.url,
+            "COCALC_API_KEY": DEMO_KEY,
+            "COCALC_PROJECT_ID": DEMO_PROJECT,
+            "COCALC_DEMO_SAGE": "1" if has_sage else "",
+        }
 
         banner("1. the kernels this server offers")
         cli("kernels", env=env)

@@ -23,17 +23,30 @@ def main() -> int:
         migrate()
         from airflow.models.xcom import XComModel  # noqa: F401  (imports airflow after configure)
 
-        from example_dags import cocalc_mapped_snippets, cocalc_python_xcom
+        from example_dags import (
+            cocalc_command_job,
+            cocalc_mapped_snippets,
+            cocalc_python_xcom,
+            cocalc_sage_job,
+        )
 
-        for module, final_task in (
-            (cocalc_python_xcom, "check_stats"),
-            (cocalc_mapped_snippets, "aggregate"),
-        ):
-            run = module.dag.test()
-            print(
-                f"DAG {module.dag.dag_id}: {run.state}; {final_task} returned "
-                f"{xcom(run, final_task)}"
-            )
+        project = os.environ["COCALC_PROJECT_ID"]
+        runs: list[tuple[object, str, dict[str, object] | None]] = [
+            (cocalc_python_xcom, "check_stats", None),
+            (cocalc_mapped_snippets, "aggregate", None),
+            (cocalc_command_job, "steps", {"project_id": project, "seconds": 3}),
+        ]
+        if os.environ.get("COCALC_DEMO_SAGE"):
+            # The example's job is 10^7 (about 40 s); the demo runs a shortened one, deferred.
+            conf = {"project_id": project, "limit": 10**6, "chunks": 4}
+            runs.append((cocalc_sage_job, "check", conf))
+        for module, final_task, run_conf in runs:
+            dag = module.dag  # type: ignore[attr-defined]
+            run = dag.test(run_conf=run_conf)
+            value = xcom(run, final_task)
+            if isinstance(value, dict) and "stdout" in value:
+                value = value["stdout"].strip().splitlines()[-1]
+            print(f"DAG {dag.dag_id}: {run.state}; {final_task} returned {value}")
     return 0
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import sys
 import tempfile
 
@@ -11,10 +12,12 @@ from cocalc_tasks.testing.prefect import offline_environment
 def main() -> int:
     with tempfile.TemporaryDirectory(prefix="prefect-demo-") as home:
         offline_environment(home)
-        from example_dags.prefect_flows import compute_and_pass, map_snippets
+        from example_dags.prefect_flows import compute_and_pass, map_snippets, sage_jobs
 
         print("flow cocalc-compute-and-pass returned", compute_and_pass())
         print("flow cocalc-map-snippets returned", map_snippets())
+        if os.environ.get("COCALC_DEMO_SAGE"):
+            print("flow cocalc-sage-jobs returned", sage_jobs(limits=(10**4, 10**5, 10**6)))
     return 0
 
 

@@ -12,7 +12,8 @@ from typing import Any
 
 from prefect import flow, task, unmapped
 
-from prefect_tasks import CocalcCredentials, execute_code
+from example_dags.mertens import SCRIPT, checked
+from prefect_tasks import CocalcCredentials, cancel_cocalc_jobs, execute_code, run_command
 
 PRIMES_CODE = """
 import json
@@ -27,8 +28,15 @@ def load_credentials(credentials_block: str | None) -> CocalcCredentials:
         return block
     key = os.environ.get("COCALC_API_KEY")
     return CocalcCredentials(
-        api_key=key or None, host=os.environ.get("COCALC_HOST", "https://cocalc.com")
+        api_key=key or None,
+        host=os.environ.get("COCALC_HOST", "https://cocalc.com"),
+        project_id=os.environ.get("COCALC_PROJECT_ID") or None,
     )
+
+
+def env_credentials() -> CocalcCredentials:
+    """Credentials from COCALC_HOST, COCALC_API_KEY and COCALC_PROJECT_ID."""
+    return load_credentials(None)
 
 
 @task
@@ -85,3 +93,33 @@ def sage_factor(
         artifact_key="cocalc-sage-factor",
     )
     return result.text
+
+
+@flow(name="cocalc-sage-jobs", on_cancellation=[cancel_cocalc_jobs(env_credentials)])
+def sage_jobs(
+    credentials_block: str | None = None,
+    limits: tuple[int, ...] = (10**4, 10**5, 10**6),
+    chunks: int = 4,
+) -> list[dict[str, int]]:
+    """Several SageMath jobs in parallel with ``.map`` (exec jobs: no cell time limit).
+
+    Each computes the Mertens function and the prime count up to one limit, streaming its
+    progress to the flow-run log, with an artifact of its CPU and memory samples. Cancelling
+    the flow run cancels the jobs still running.
+    """
+    credentials = load_credentials(credentials_block)
+    futures = run_command.map(
+        unmapped(credentials),
+        code=unmapped(SCRIPT.read_text()),
+        interpreter=unmapped("sage"),
+        env=[{"LIMIT": str(limit), "CHUNKS": str(chunks)} for limit in limits],
+        timeout=unmapped(1800),
+    )
+    return [checked(future.result().stdout) for future in futures]
+
+
+@flow(name="cocalc-long-job", on_cancellation=[cancel_cocalc_jobs(env_credentials)])
+def long_job(command: str, credentials_block: str | None = None) -> dict[str, Any]:
+    """One shell command as a job, of any length; the flow returns its compact summary."""
+    result = run_command(load_credentials(credentials_block), command, as_dict=True)
+    return dict(result)  # type: ignore[call-overload]

@@ -5,6 +5,8 @@ Install with ``pip install "cocalc-tasks[prefect]"``. The block is registered th
 """
 
 from prefect_tasks.credentials import CocalcCredentials
+from prefect_tasks.job_tasks import arun_command, run_command
+from prefect_tasks.jobs import CocalcJob, CocalcJobRun, cancel_cocalc_jobs
 from prefect_tasks.tasks import (
     COCALC_CONTENT_HASH,
     aexecute_code,
@@ -16,8 +18,13 @@ from prefect_tasks.tasks import (
 __all__ = [
     "COCALC_CONTENT_HASH",
     "CocalcCredentials",
+    "CocalcJob",
+    "CocalcJobRun",
     "aexecute_code",
+    "arun_command",
+    "cancel_cocalc_jobs",
     "execute_code",
     "list_kernels",
     "retry_on_transient",
+    "run_command",
 ]

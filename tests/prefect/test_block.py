@@ -70,4 +70,5 @@ def test_block_register_cli() -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
-    assert "Successfully registered 1 block" in done.stdout
+    # CocalcCredentials and CocalcJob
+    assert "Successfully registered 2 blocks" in done.stdout

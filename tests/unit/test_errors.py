@@ -98,3 +98,35 @@ def test_transient_flag(error: CocalcError, transient: bool) -> None:
 def test_every_error_says_what_to_do() -> None:
     assert "COCALC_API_KEY" in str(CocalcAuthError("bad key"))
     assert "project" in str(CocalcQuotaError("quota"))
+
+
+def _every_error_class() -> list[type[CocalcError]]:
+    import cocalc_tasks.errors as errors
+
+    found: list[type[CocalcError]] = []
+    for value in vars(errors).values():
+        if isinstance(value, type) and issubclass(value, CocalcError):
+            found.append(value)
+    return found
+
+
+@pytest.mark.parametrize("cls", _every_error_class(), ids=lambda c: c.__name__)
+def test_every_error_class_survives_a_pickle_round_trip(cls: type[CocalcError]) -> None:
+    """Airflow and Prefect pickle errors across processes (ProcessPoolTaskRunner, stored
+    failures): every class must come back as itself, with its message and attributes."""
+    import pickle
+
+    from cocalc_tasks import ExecutionResult
+
+    if cls.__name__ == "CocalcExecutionError":
+        result = ExecutionResult.from_response(
+            {"output": [{"ename": "KeyError", "evalue": "'x'", "traceback": ["tb"]}]},
+            kernel="python3",
+        )
+        error: CocalcError = cls(result)  # type: ignore[call-arg]
+    else:
+        error = cls("something failed", server_message="verbatim")
+        error.extra = {"n": 1}  # type: ignore[attr-defined]
+    clone = pickle.loads(pickle.dumps(error))  # noqa: S301 (our own bytes)
+    assert type(clone) is cls and str(clone) == str(error) and clone.args == error.args
+    assert clone.__dict__ == error.__dict__

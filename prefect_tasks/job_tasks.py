@@ -1,0 +1,263 @@
+"""Prefect tasks for CoCalc exec jobs: ``run_command`` and ``arun_command``.
+
+A job has no Jupyter cell limit: these are for steps of any length. Each task submits the job,
+streams its new output to the run logger while it runs, fetches the result with CPU and
+memory samples, and creates a markdown artifact (command, exit code, elapsed time, samples).
+
+- Retries: as ``execute_code``, only transient errors are retried; a non-zero exit never is.
+  A retry of the same task run re-attaches to the job the earlier try started (running, or
+  ran to its end) instead of starting a second one.
+- Cancellation: a cancelled wait (flow-run cancellation, a task timeout in ``arun_command``,
+  Ctrl-C) cancels the job. For jobs waited on in worker threads (``.map``/``.submit``), add
+  :func:`~prefect_tasks.jobs.cancel_cocalc_jobs` to the flow's ``on_cancellation`` hooks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import functools
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+from prefect.cache_policies import NO_CACHE
+from prefect.context import TaskRunContext
+
+from cocalc_tasks.command_reporting import (
+    OutputLines,
+    command_dict,
+    command_log_records,
+    command_markdown,
+)
+from cocalc_tasks.command_result import CommandResult, Job
+from cocalc_tasks.errors import CocalcUnknownJobError
+from cocalc_tasks.exec_request import ExecRequest
+from cocalc_tasks.job_polling import poll_job
+from prefect_tasks.credentials import CocalcCredentials
+from prefect_tasks.jobs import (
+    DEFAULT_JOB_TIMEOUT,
+    CancellationWatch,
+    FlowRunCancelling,
+    acancel_job,
+    cancel_job,
+    exec_request,
+    record_job,
+    run_logger,
+)
+from prefect_tasks.tasks import retry_on_transient
+
+__all__ = ["arun_command", "run_command"]
+
+#: The job each task run started, for its retries in this process (task run id -> job).
+_STARTED: dict[uuid.UUID, Job] = {}
+
+_JOB_TASK_OPTIONS: dict[str, Any] = {
+    "cache_policy": NO_CACHE,
+    "persist_result": False,
+    "retries": 2,
+    "retry_delay_seconds": [2, 10],
+    "retry_jitter_factor": 0.5,
+    "retry_condition_fn": retry_on_transient,
+    "task_run_name": "cocalc-job",
+}
+
+
+def _task_run_id() -> uuid.UUID | None:
+    context = TaskRunContext.get()
+    return context.task_run.id if context is not None else None
+
+
+def _start(credentials: CocalcCredentials, request: ExecRequest) -> Job:
+    """Re-attach to this task run's job from an earlier try, or submit a new one."""
+    logger = run_logger()
+    run_id = _task_run_id()
+    with credentials.get_client() as client:
+        earlier = _STARTED.get(run_id) if run_id is not None else None
+        if earlier is not None:
+            try:
+                state: str = client.job(earlier.job_id, project_id=earlier.project_id).status
+            except CocalcUnknownJobError:
+                state = "unknown"
+            if state in ("running", "completed"):
+                logger.info("re-attaching to CoCalc job %s (%s)", earlier.job_id, state)
+                return earlier
+        job = client.submit_request(request)
+    if run_id is not None:
+        _STARTED[run_id] = job
+    record_job(job)
+    logger.info("submitted CoCalc job %s: %s", job.job_id, request.display)
+    return job
+
+
+def _finish(
+    credentials: CocalcCredentials,
+    job: Job,
+    request: ExecRequest,
+    *,
+    fail_on_nonzero: bool,
+    artifact_key: str | None,
+    as_dict: bool,
+) -> CommandResult | dict[str, Any]:
+    """Fetch the result with its samples, log it, make the artifact, judge the exit code."""
+    with credentials.get_client() as client:
+        status = client.job(job.job_id, project_id=job.project_id, stats=True)
+    result = status.result(request.display)
+    record_job(job, "done")
+    run_id = _task_run_id()
+    if run_id is not None:
+        _STARTED.pop(run_id, None)
+    logger = run_logger()
+    for level, message in command_log_records(result):
+        getattr(logger, level)("%s", message)
+    create_markdown_artifact(
+        markdown=command_markdown(result, title=f"CoCalc job: {request.display}"),
+        key=artifact_key,
+        description=f"CoCalc job {job.job_id}: exit code {result.exit_code}",
+        _sync=True,  # type: ignore[call-arg]
+    )
+    if fail_on_nonzero:
+        result.raise_for_status()
+    return command_dict(result) if as_dict else result
+
+
+def _request(
+    credentials: CocalcCredentials,
+    command: str | None,
+    args: list[str] | None,
+    code: str | None,
+    interpreter: str,
+    options: Mapping[str, Any],
+) -> ExecRequest:
+    project = options.get("project_id") or credentials.project_id
+    return exec_request(command, args, code, interpreter, {**options, "project_id": project})
+
+
+def _run_command(
+    credentials: CocalcCredentials,
+    command: str | None = None,
+    args: list[str] | None = None,
+    *,
+    code: str | None = None,
+    interpreter: str = "python3",
+    project_id: str | None = None,
+    path: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = DEFAULT_JOB_TIMEOUT,
+    poll_interval: float = 2.0,
+    fail_on_nonzero: bool = True,
+    artifact_key: str | None = None,
+    as_dict: bool = False,
+) -> CommandResult | dict[str, Any]:
+    """Run a command, or code with an interpreter, as a CoCalc exec job and wait for it.
+
+    Args:
+        credentials: A :class:`CocalcCredentials` block.
+        command: A program (with ``args``) or a bash script.
+        args: Arguments of ``command``.
+        code: Code for ``interpreter`` instead of a command (any text arrives intact; Python
+            and Sage print a final expression's value as a cell does).
+        interpreter: ``python3`` (default), ``sage``, ``bash``, ``Rscript``...
+        project_id: The project (default: the block's). CoCalc requires one.
+        path: Working directory relative to the project's home.
+        env: Variables added to the project's environment.
+        timeout: Seconds before CoCalc kills the job (default one hour; 0: no limit).
+        poll_interval: Seconds between polls; each poll's new output goes to the run log.
+        fail_on_nonzero: Raise :class:`~cocalc_tasks.CocalcCommandError` (never retried)
+            when the job exits non-zero or is killed.
+        artifact_key: Key of the markdown artifact (lowercase letters, digits, dashes).
+        as_dict: Return the compact JSON-safe summary instead of the ``CommandResult``.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_tasks import CocalcCredentials, run_command
+
+        @flow
+        def nightly() -> str:
+            credentials = CocalcCredentials.load("my-cocalc")
+            return run_command(credentials, code="factor(2^255 - 1)", interpreter="sage").stdout
+        ```
+    """
+    options = {"project_id": project_id, "path": path, "timeout": timeout, "env": env}
+    request = _request(credentials, command, args, code, interpreter, options)
+    job = _start(credentials, request)
+    lines = OutputLines.to_logger(run_logger())
+    watch = CancellationWatch()
+    with credentials.get_client() as client:
+        try:
+            client.wait(job, on_output=lines.feed, on_status=watch, poll_interval=poll_interval)
+        except FlowRunCancelling:
+            cancel_job(credentials, job)
+            raise
+        except Exception:
+            raise  # transient errors: the retry re-attaches to the job
+        except BaseException:  # the flow run is being cancelled, or Ctrl-C
+            cancel_job(credentials, job)
+            raise
+        finally:
+            lines.flush()
+    return _finish(
+        credentials,
+        job,
+        request,
+        fail_on_nonzero=fail_on_nonzero,
+        artifact_key=artifact_key,
+        as_dict=as_dict,
+    )
+
+
+run_command = task(**_JOB_TASK_OPTIONS)(_run_command)
+
+
+@task(**_JOB_TASK_OPTIONS)
+async def arun_command(
+    credentials: CocalcCredentials,
+    command: str | None = None,
+    args: list[str] | None = None,
+    *,
+    code: str | None = None,
+    interpreter: str = "python3",
+    project_id: str | None = None,
+    path: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = DEFAULT_JOB_TIMEOUT,
+    poll_interval: float = 2.0,
+    fail_on_nonzero: bool = True,
+    artifact_key: str | None = None,
+    as_dict: bool = False,
+) -> CommandResult | dict[str, Any]:
+    """The async twin of :func:`run_command`, with the same parameters.
+
+    The wait polls from the event loop (each request in a worker thread), so cancelling the
+    task (flow-run cancellation, ``timeout_seconds``) stops it at once and cancels the job.
+    """
+    options = {"project_id": project_id, "path": path, "timeout": timeout, "env": env}
+    request = _request(credentials, command, args, code, interpreter, options)
+    job = await asyncio.to_thread(_start, credentials, request)
+    lines = OutputLines.to_logger(run_logger())
+    watch = CancellationWatch()
+    client = credentials.get_client()
+
+    def on_status(status: Any) -> None:
+        lines.update(status)
+        watch(status)
+
+    try:
+        await poll_job(
+            client, job.job_id, job.project_id, poll_interval=poll_interval, on_status=on_status
+        )
+    except (asyncio.CancelledError, FlowRunCancelling):
+        await acancel_job(credentials, job)
+        raise
+    finally:
+        lines.flush()
+        client.close()
+    finish = functools.partial(
+        _finish,
+        fail_on_nonzero=fail_on_nonzero,
+        artifact_key=artifact_key,
+        as_dict=as_dict,
+    )
+    return await asyncio.to_thread(finish, credentials, job, request)
