@@ -89,7 +89,7 @@ def stats_summary(stats: Sequence[JobStat]) -> dict[str, Any]:
         "samples": len(stats),
         "cpu_pct_max": round(max(s.cpu_pct for s in stats), 1),
         "cpu_secs": round(max(s.cpu_secs for s in stats), 2),
-        "mem_rss_max_mib": round(max(s.mem_rss for s in stats), 1),
+        "mem_rss_max_mib": round(max(s.mem_rss for s in stats), 2),
     }
 
 
