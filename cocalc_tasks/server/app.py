@@ -207,6 +207,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             limits_for=limits_for,
             project_size=settings.project_pool_size,
             idle_seconds=settings.area_idle_seconds,
+            sage_threads=settings.sage_threads,
         )
         cache = ResultCache(settings.data_dir / "cache.sqlite3", settings.cache_ttl_seconds)
         cache.purge_expired()

@@ -34,7 +34,10 @@ from cocalc_tasks.server.sandbox import Area, Sandbox, child_setup
 
 __all__ = [
     "FORKABLE",
+    "FORK_ENV_SWITCH",
     "PROVISIONER_NAME",
+    "SAGE_KERNEL_MODULE",
+    "SINGLE_THREADED",
     "ForkServers",
     "ForkedProcess",
     "ForkingKernelManager",
@@ -60,13 +63,37 @@ _IPYKERNEL = (
     "?psutil",
 )
 
+#: Sage's kernel: the IPython kernel plus ``sage.all`` and Sage's kernel class (about 1.7 s of
+#: imports, paid once). Forkable only with single-threaded BLAS and OpenMP: their thread pools
+#: start when the libraries load, and a fork copies no thread (see :data:`SINGLE_THREADED`).
+_SAGE = (*_IPYKERNEL, "sage.all", "sage.repl.ipython_kernel.kernel", "?sage.repl.interpreter")
+SAGE_KERNEL_MODULE = "sage.repl.ipython_kernel"
+
 #: ``python -m`` modules that may be forked, and what their zygote imports up front. Only
-#: kernels whose start-up is plain Python import work qualify: a library that starts threads
-#: at import time (BLAS pools, as Sage's would) must not be forked, so Sage is not listed.
+#: kernels whose start-up leaves a single thread qualify (the zygote checks, and refuses).
 FORKABLE: dict[str, tuple[str, ...]] = {
     "ipykernel_launcher": _IPYKERNEL,
     "bash_kernel": (*_IPYKERNEL, "bash_kernel.kernel"),
+    SAGE_KERNEL_MODULE: _SAGE,
 }
+
+#: The environment that keeps BLAS (OpenBLAS, MKL) and OpenMP from starting thread pools.
+SINGLE_THREADED = {
+    "OPENBLAS_NUM_THREADS": "1",
+    "OMP_NUM_THREADS": "1",
+    "MKL_NUM_THREADS": "1",
+}
+
+#: A kernelspec ``env`` entry that keeps its kernels from being forked (``"0"``).
+FORK_ENV_SWITCH = "COCALC_TASKS_FORK"
+
+
+def thread_env(module: str, sage_threads: int) -> dict[str, str]:
+    """Variables a kernel of ``module`` gets for its BLAS and OpenMP threads: Sage's come
+    from the ``sage_threads`` setting (0: the libraries' own default); others get none."""
+    if module != SAGE_KERNEL_MODULE or sage_threads == 0:
+        return {}
+    return {name: str(sage_threads) for name in SINGLE_THREADED}
 
 
 class ZygoteError(RuntimeError):
@@ -288,9 +315,12 @@ class ForkServers:
         start_timeout: float = 60.0,
         sandbox: Sandbox | None = None,
         env_for: Callable[[Area], dict[str, str]] | None = None,
+        sage_threads: int = 1,
     ) -> None:
         self.env = env
         self.label = label
+        #: BLAS/OpenMP threads of Sage kernels; only 1 lets them be forked.
+        self.sage_threads = sage_threads
         self.start_timeout = start_timeout
         self.sandbox = sandbox
         self.env_for = env_for
@@ -302,11 +332,21 @@ class ForkServers:
             self._script = sandbox.tools / _ZYGOTE_SCRIPT.name
             shutil.copyfile(_ZYGOTE_SCRIPT, self._script)
 
+    def forkable(self, argv: Sequence[str], env: dict[str, str] | None = None) -> bool:
+        """Whether ``argv`` (with its kernelspec's ``env``) may be forked."""
+        if len(argv) < 3 or argv[1] != "-m" or argv[2] not in FORKABLE:
+            return False
+        if env is not None and env.get(FORK_ENV_SWITCH) == "0":
+            return False
+        return argv[2] != SAGE_KERNEL_MODULE or self.sage_threads == 1
+
     def _new(self, argv: Sequence[str], area: Area | None) -> Zygote:
         modules = FORKABLE[argv[2]]
+        threads = thread_env(argv[2], self.sage_threads)
         if area is None:
-            return Zygote(argv[0], modules, self.env, self.label)
+            return Zygote(argv[0], modules, {**self.env, **threads}, self.label)
         env = self.env_for(area) if self.env_for is not None else self.env
+        env = {**env, **threads}
         label = str(area.scratch / "kernel-zygote")
         sandbox = self.sandbox
         if sandbox is None or not sandbox.enabled:
@@ -320,9 +360,11 @@ class ForkServers:
             script=self._script,
         )
 
-    async def for_command(self, argv: Sequence[str], area: Area | None = None) -> Zygote | None:
+    async def for_command(
+        self, argv: Sequence[str], area: Area | None = None, env: dict[str, str] | None = None
+    ) -> Zygote | None:
         """The zygote that can fork ``argv`` (in ``area``), or None to launch it the usual way."""
-        if len(argv) < 3 or argv[1] != "-m" or argv[2] not in FORKABLE:
+        if not self.forkable(argv, env):
             return None
         key = (area.name if area is not None else "", argv[0], argv[2])
         async with self._lock:
@@ -373,7 +415,11 @@ class ForkingProvisioner(LocalProvisioner):
         servers: ForkServers | None = getattr(self.parent, "fork_servers", None)
         area: Area | None = getattr(self.parent, "area", None)
         limits: Sequence[tuple[int, int]] = getattr(self.parent, "limits", ())
-        zygote = await servers.for_command(cmd, area) if servers is not None else None
+        if servers is not None and len(cmd) > 2 and cmd[1] == "-m":
+            threads = thread_env(cmd[2], servers.sage_threads)
+            kwargs["env"] = {**(kwargs.get("env") or os.environ), **threads}
+        env_in = kwargs.get("env")
+        zygote = await servers.for_command(cmd, area, env_in) if servers is not None else None
         cwd = str(kwargs.get("cwd") or os.getcwd())
         if zygote is not None:
             env = dict(kwargs.get("env") or os.environ)

@@ -64,6 +64,7 @@ class KernelPools:
         limits_for: Callable[[str], Sequence[tuple[int, int]]] | None = None,
         project_size: int = 1,
         idle_seconds: float = 1800.0,
+        sage_threads: int = 1,
     ) -> None:
         self.catalog = catalog
         self.scratch_dir = scratch_dir
@@ -99,6 +100,7 @@ class KernelPools:
                 start_timeout=start_timeout,
                 sandbox=sandbox,
                 env_for=self._env_for,
+                sage_threads=sage_threads,
             )
             if fork
             else None

@@ -284,8 +284,16 @@ class ServerSettings:
     fork_kernels: bool = setting(
         True,
         kind="bool",
-        help="start ipykernel/bash kernels by forking a pre-imported process; "
+        help="start ipykernel, bash and Sage kernels by forking a pre-imported process; "
         "--no-fork-kernels starts each kernel as its own program",
+    )
+    sage_threads: int = setting(
+        1,
+        kind="int",
+        minimum=0,
+        help="BLAS and OpenMP threads of each Sage kernel; 1 lets Sage kernels be forked "
+        "(a fork copies no thread pool); 0 (the libraries' default, one per core) or more "
+        "starts each Sage kernel as its own program",
     )
     cache_ttl_seconds: float = setting(
         30 * 24 * 3600.0, kind="float", minimum=_POSITIVE, help="how long cached results live"

@@ -26,8 +26,16 @@ On stdout::
     {"id": 1, "error": "..."}           it was not
     {"exited": 4242, "code": -9}        a kernel ended; code as ``Popen.returncode``
 
-The process is single-threaded, so forking is safe. When stdin closes (the server stopped or
-died) every kernel still running is killed and the zygote exits: it leaves no orphans.
+The process is single-threaded, so forking is safe: it counts its threads in
+``/proc/self/task`` (native ones too, such as a BLAS pool) after the imports and before every
+fork, and refuses with an error when there is more than one (the server then execs the kernel).
+When stdin closes (the server stopped or died) every kernel still running is killed and the
+zygote exits: it leaves no orphans.
+
+State that imported libraries set up once per process is renewed in each child before the
+kernel runs (:func:`_renew_per_process_state`): random generators are seeded from fresh
+entropy, Sage gets its own temporary directory, and cysignals' interrupt handler is put back
+after the child's signal reset.
 """
 
 from __future__ import annotations
@@ -44,6 +52,9 @@ import threading
 from typing import Any, NoReturn
 
 _children: set[int] = set()
+#: Variables the imports set in the zygote's environment (Sage sets MAXIMA_PREFIX and more):
+#: a kernel that imported them itself would have them, so forked kernels get them too.
+_set_by_imports: dict[str, str] = {}
 #: Descriptors of the zygote itself (protocol, signal pipe, selector) that a kernel must not keep.
 _private_fds: list[int] = []
 
@@ -53,9 +64,46 @@ def _send(stream: Any, message: dict[str, Any]) -> None:
     stream.flush()
 
 
+def _threads() -> int:
+    """Threads of this process, native ones included (1 where /proc cannot tell)."""
+    try:
+        return len(os.listdir("/proc/self/task"))
+    except OSError:
+        return threading.active_count()
+
+
+def _renew_per_process_state() -> list[Any]:
+    """In the child: what must not be shared with the zygote or other kernels. Returns the
+    clean-ups to run when the kernel ends (``os._exit`` skips ``atexit``)."""
+    import random
+
+    cleanups: list[Any] = []
+    random.seed()  # Python's generator, from fresh entropy
+    numpy_random = sys.modules.get("numpy.random")
+    if numpy_random is not None:
+        numpy_random.seed()
+    randstate = sys.modules.get("sage.misc.randstate")
+    if randstate is not None:
+        randstate.set_random_seed()  # Sage's, GMP's, PARI's, NTL's...: fresh entropy
+    temporary = sys.modules.get("sage.misc.temporary_file")
+    if temporary is not None and hasattr(temporary, "TMP_DIR_FILENAME_BASE"):
+        import tempfile
+
+        # The zygote's directory would be shared by every kernel, and removed by the first
+        # one to exit normally: each kernel gets its own.
+        own = tempfile.TemporaryDirectory(prefix="sage_")
+        setattr(temporary, "TMP_DIR_FILENAME_BASE", own)  # noqa: B010
+        cleanups.append(own.cleanup)
+    cysignals = sys.modules.get("cysignals.signals")
+    if cysignals is not None:
+        cysignals.init_cysignals()  # over the SIGINT handler the child just reset
+    return cleanups
+
+
 def _run_kernel(request: dict[str, Any]) -> NoReturn:
     """In the forked child: become ``python -m module args...`` and never return."""
     code = 1
+    cleanups: list[Any] = []
     try:
         import resource
 
@@ -78,10 +126,13 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
         os.chdir(cwd)
         os.environ.clear()
         os.environ.update(request["env"])
+        for name, value in _set_by_imports.items():
+            os.environ.setdefault(name, value)
         os.environ["JPY_PARENT_PID"] = str(os.getppid())
         argv = request["argv"]
         sys.path.insert(0, cwd)  # as `python -m` would have it
         sys.argv = [argv[0], *argv[3:]]
+        cleanups = _renew_per_process_state()
         runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
         code = 0
     except SystemExit as exc:
@@ -92,6 +143,9 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
         traceback.print_exc()
     finally:
         try:
+            for cleanup in cleanups:
+                with contextlib.suppress(Exception):
+                    cleanup()
             sys.stdout.flush()
             sys.stderr.flush()
         finally:
@@ -123,6 +177,7 @@ def main(modules: list[str]) -> int:
     os.dup2(2, 1)  # a stray print in an imported module must not corrupt the protocol
     # Read at import time by ipykernel (IPKernelApp.parent_handle): the kernels' parent is us.
     os.environ["JPY_PARENT_PID"] = str(os.getpid())
+    before = dict(os.environ)
     try:
         for module in modules:
             try:
@@ -133,8 +188,17 @@ def main(modules: list[str]) -> int:
     except BaseException as exc:
         _send(out, {"error": f"cannot import {module}: {type(exc).__name__}: {exc}"})
         return 1
-    if threading.active_count() > 1:  # a fork would copy locks held by threads it drops
-        _send(out, {"error": f"importing {modules} started threads: forking is not safe"})
+    _set_by_imports.update(
+        {name: value for name, value in os.environ.items() if before.get(name) != value}
+    )
+    if (threads := _threads()) > 1:  # a fork would copy locks held by threads it drops
+        _send(
+            out,
+            {
+                "error": f"importing {modules} left {threads} threads (a BLAS or OpenMP pool? "
+                "set OPENBLAS_NUM_THREADS=1 and OMP_NUM_THREADS=1): forking is not safe"
+            },
+        )
         return 1
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
@@ -171,6 +235,9 @@ def _handle(request: dict[str, Any], out: Any) -> None:
         if request["signal"] in _children:  # only our own kernels
             with contextlib.suppress(OSError):
                 os.killpg(request["signal"], request["signum"])
+        return
+    if (threads := _threads()) > 1:
+        _send(out, {"id": request["id"], "error": f"{threads} threads: forking is not safe"})
         return
     try:
         pid = os.fork()

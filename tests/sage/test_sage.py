@@ -40,14 +40,18 @@ def home(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return tmp_path_factory.mktemp("home")
 
 
-@pytest.fixture(scope="module")
-def server(tmp_path_factory: pytest.TempPathFactory, home: Path) -> Iterator[LocalServer]:
+@pytest.fixture(scope="module", params=["forked", "exec"])
+def server(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory, home: Path
+) -> Iterator[LocalServer]:
+    """Every check runs on forked Sage kernels (the default) and on exec'd ones."""
     marker = home / ".marker"
     marker.touch()
+    mode = [] if request.param == "forked" else ["--no-fork-kernels"]
     with LocalServer(
         data_dir=tmp_path_factory.mktemp("data"),
         api_keys=[SECRET_KEY],
-        args=["--kernels", "sage-10.4", *ALIASES],
+        args=["--kernels", "sage-10.4", *ALIASES, *mode],
         env={"HOME": str(home)},
     ) as srv:
         srv.wait_for_pool("sagemath", 1, timeout=180)

@@ -21,11 +21,16 @@ import pytest
 
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.forkserver import (
+    FORK_ENV_SWITCH,
+    SAGE_KERNEL_MODULE,
+    SINGLE_THREADED,
     ForkedProcess,
     ForkingKernelManager,
     ForkingProvisioner,
+    ForkServers,
     Zygote,
     ZygoteError,
+    thread_env,
 )
 from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.process import LocalServer
@@ -136,7 +141,9 @@ class _DeadZygote:
 
 
 class _ServersWithDeadZygote:
-    async def for_command(self, argv: Any, area: Any = None) -> _DeadZygote:
+    sage_threads = 1
+
+    async def for_command(self, argv: Any, area: Any = None, env: Any = None) -> _DeadZygote:
         return _DeadZygote()
 
 
@@ -158,6 +165,22 @@ def test_failed_fork_falls_back_to_exec(tmp_path: Path) -> None:
             await km.shutdown_kernel(now=True)
 
     assert asyncio.run(main()) == (True, True)
+
+
+def test_which_commands_are_forked() -> None:
+    """ipykernel, bash and Sage kernels; Sage only with one BLAS thread; never a kernelspec
+    whose env says COCALC_TASKS_FORK=0."""
+    servers = ForkServers({})
+    python, sage = ["python", "-m", "ipykernel_launcher"], ["python3", "-m", SAGE_KERNEL_MODULE]
+    assert servers.forkable([*python, "-f", "c.json"]) and servers.forkable(sage)
+    assert not servers.forkable(["python", "my_kernel.py"])
+    assert not servers.forkable(python, {FORK_ENV_SWITCH: "0"})
+    assert servers.forkable(python, {FORK_ENV_SWITCH: "1"})
+    assert not ForkServers({}, sage_threads=4).forkable(sage)
+    assert ForkServers({}, sage_threads=4).forkable(python)
+    assert thread_env(SAGE_KERNEL_MODULE, 1) == SINGLE_THREADED
+    assert thread_env(SAGE_KERNEL_MODULE, 4)["OPENBLAS_NUM_THREADS"] == "4"
+    assert thread_env(SAGE_KERNEL_MODULE, 0) == {} == thread_env("ipykernel_launcher", 1)
 
 
 # -- through the server -------------------------------------------------------------------------
