@@ -76,7 +76,7 @@ lint: env airflow-env prefect-env
 	.venv-airflow/bin/mypy --strict airflow_provider
 	.venv-prefect/bin/mypy --strict prefect_tasks
 
-bench: env bwrap
+bench: env bwrap sage-env prefect-env
 	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --group dev --group peer --group fuzz --group bench
 	.venv/bin/python -m bench.run
 

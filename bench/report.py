@@ -120,6 +120,23 @@ def write_markdown(r: dict[str, Any]) -> None:
                 f"{b[f'bwrap_{where}_4_clients_per_s']:.1f} calls/s "
                 f"(**{b[f'{where}_throughput_change']:+.0%}**) | fall <= 20% |",
             ]
+    g = r.get("sage")
+    if g and "skipped" not in g:
+        fd, ed = g["forked_distinct_4_clients"], g["exec_distinct_4_clients"]
+        lines += [
+            f"| 9 | Sage, distinct calls with 4 clients: forked / exec'd | "
+            f"**{fd['calls_per_s']:.1f}** / {ed['calls_per_s']:.2f} calls/s "
+            f"(**{g['distinct_speedup']:.1f}x**); p50 {fd['p50_ms']:.0f} / "
+            f"{ed['p50_ms']:.0f} ms | >= 10/s and >= 5x |",
+            f"| 9 | Sage warm call vs python3 warm call (forked), p50 | "
+            f"{g['forked_sage_warm']['p50_ms']:.1f} / {g['forked_python3_warm']['p50_ms']:.1f} ms "
+            f"(**{g['sage_vs_python3_warm_p50']:.2f}x**) | <= 2x |",
+            f"| 9 | memory each warm Sage kernel adds (PSS): forked / exec'd | "
+            f"**{g['forked_kernel_pss_mib']:.0f}** / {g['exec_kernel_pss_mib']:.0f} MiB | |",
+            f"| 9 | Prefect flow, `execute_code.map` of `factor` over 100 distinct Sage inputs: "
+            f"forked / exec'd | **{g['forked_flow_100_wall_s']:.1f}** / "
+            f"{g['exec_flow_100_wall_s']:.1f} s | |",
+        ]
     lines += [
         "",
         "![results](results.png)",

@@ -20,6 +20,7 @@ from bench.imports import import_costs
 from bench.kernels import kernel_starts
 from bench.latency import client_overhead, warm_latency
 from bench.report import machine, write_chart, write_markdown
+from bench.sage import sage_costs
 from bench.sandbox import sandbox_costs
 from bench.soak import soak
 from bench.throughput import throughput_all
@@ -54,6 +55,7 @@ def main() -> int:
             ("exec", lambda: exec_costs(server)),
             ("kernel_starts", kernel_starts),
             ("sandbox", sandbox_costs),
+            ("sage", sage_costs),
         ]
         for name, step in steps:
             started = time.perf_counter()

@@ -66,7 +66,26 @@ _IPYKERNEL = (
 #: Sage's kernel: the IPython kernel plus ``sage.all`` and Sage's kernel class (about 1.7 s of
 #: imports, paid once). Forkable only with single-threaded BLAS and OpenMP: their thread pools
 #: start when the libraries load, and a fork copies no thread (see :data:`SINGLE_THREADED`).
-_SAGE = (*_IPYKERNEL, "sage.all", "sage.repl.ipython_kernel.kernel", "?sage.repl.interpreter")
+_SAGE = (
+    *_IPYKERNEL,
+    "sage.all",
+    "sage.repl.ipython_kernel.kernel",
+    # What a Sage kernel imports next while it starts (measured: about 20 modules).
+    "?sage.all_cmdline",
+    "?sage.repl.interpreter",
+    "?sage.repl.ipython_kernel.all_jupyter",
+    "?sage.repl.ipython_kernel.interact",
+    "?sage.repl.ipython_kernel.widgets",
+    "?sage.repl.ipython_kernel.widgets_sagenb",
+    "?sage.repl.display.formatter",
+    "?sage.repl.interface_magic",
+    "?sage.repl.rich_output.backend_ipython",
+    "?sage.repl.user_globals",
+    "?sage.features.pkg_systems",
+    "?ipywidgets",
+    "?tornado.platform.asyncio",
+    "?IPython.core.logger",
+)
 SAGE_KERNEL_MODULE = "sage.repl.ipython_kernel"
 
 #: ``python -m`` modules that may be forked, and what their zygote imports up front. Only

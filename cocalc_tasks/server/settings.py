@@ -381,8 +381,10 @@ class ServerSettings:
     def pool_size_for(self, spec_name: str, language: str = "") -> int:
         if spec_name in self.kernel_pool_sizes:
             return self.kernel_pool_sizes[spec_name]
-        # A Sage kernel holds about 300 MB: keep one warm unless told otherwise.
-        return min(self.pool_size, 1) if language == "sage" else self.pool_size
+        # An exec'd Sage kernel holds about 190 MB of its own (PSS): keep one warm unless told
+        # otherwise. A forked one shares most of its zygote's pages (about 75 MB of its own).
+        forked = self.fork_kernels and self.sage_threads == 1
+        return min(self.pool_size, 1) if language == "sage" and not forked else self.pool_size
 
 
 def declarations() -> Iterator[Declaration]:

@@ -68,11 +68,20 @@ def test_fork_kernels_is_on_by_default_and_can_be_switched_off() -> None:
     assert on.fork_kernels is True
 
 
-def test_sage_pools_default_to_one_kernel() -> None:
+def test_sage_pools_default_to_one_exec_d_kernel() -> None:
+    """A forked Sage kernel is cheap (it shares its zygote's pages): pools as any other; an
+    exec'd one is not: one warm kernel unless told otherwise."""
     s = parse("--pool-size", "3", "--kernel-pool", "bash=0")
     assert s.pool_size_for("python3", "python") == 3
-    assert s.pool_size_for("sagemath", "sage") == 1
+    assert s.pool_size_for("sagemath", "sage") == 3
     assert s.pool_size_for("bash", "bash") == 0
+    for execd in (("--no-fork-kernels",), ("--sage-threads", "4")):
+        s = parse("--pool-size", "3", *execd)
+        assert s.pool_size_for("sagemath", "sage") == 1 and s.pool_size_for("python3") == 3
+    assert (
+        parse("--kernel-pool", "sagemath=4", "--no-fork-kernels").pool_size_for("sagemath", "sage")
+        == 4
+    )
 
 
 @pytest.mark.parametrize(
