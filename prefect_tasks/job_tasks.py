@@ -17,12 +17,10 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
-from collections.abc import Mapping
 from typing import Any
 
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
-from prefect.cache_policies import NO_CACHE
 from prefect.context import TaskRunContext
 
 from cocalc_tasks.command_reporting import (
@@ -46,22 +44,15 @@ from prefect_tasks.jobs import (
     record_job,
     run_logger,
 )
-from prefect_tasks.tasks import retry_on_transient
+from prefect_tasks.tasks import TASK_OPTIONS
 
 __all__ = ["arun_command", "run_command"]
 
 #: The job each task run started, for its retries in this process (task run id -> job).
 _STARTED: dict[uuid.UUID, Job] = {}
 
-_JOB_TASK_OPTIONS: dict[str, Any] = {
-    "cache_policy": NO_CACHE,
-    "persist_result": False,
-    "retries": 2,
-    "retry_delay_seconds": [2, 10],
-    "retry_jitter_factor": 0.5,
-    "retry_condition_fn": retry_on_transient,
-    "task_run_name": "cocalc-job",
-}
+#: As ``execute_code``'s: no cache, no persisted result, retries for transient errors only.
+_JOB_TASK_OPTIONS: dict[str, Any] = {**TASK_OPTIONS, "task_run_name": "cocalc-job"}
 
 
 def _task_run_id() -> uuid.UUID | None:
@@ -122,18 +113,6 @@ def _finish(
     return command_dict(result) if as_dict else result
 
 
-def _request(
-    credentials: CocalcCredentials,
-    command: str | None,
-    args: list[str] | None,
-    code: str | None,
-    interpreter: str,
-    options: Mapping[str, Any],
-) -> ExecRequest:
-    project = options.get("project_id") or credentials.project_id
-    return exec_request(command, args, code, interpreter, {**options, "project_id": project})
-
-
 def _run_command(
     credentials: CocalcCredentials,
     command: str | None = None,
@@ -181,7 +160,7 @@ def _run_command(
         ```
     """
     options = {"project_id": project_id, "path": path, "timeout": timeout, "env": env}
-    request = _request(credentials, command, args, code, interpreter, options)
+    request = exec_request(credentials, command, args, code, interpreter, options)
     job = _start(credentials, request)
     lines = OutputLines.to_logger(run_logger())
     watch = CancellationWatch()
@@ -234,7 +213,7 @@ async def arun_command(
     task (flow-run cancellation, ``timeout_seconds``) stops it at once and cancels the job.
     """
     options = {"project_id": project_id, "path": path, "timeout": timeout, "env": env}
-    request = _request(credentials, command, args, code, interpreter, options)
+    request = exec_request(credentials, command, args, code, interpreter, options)
     job = await asyncio.to_thread(_start, credentials, request)
     lines = OutputLines.to_logger(run_logger())
     watch = CancellationWatch()

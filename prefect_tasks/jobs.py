@@ -47,15 +47,18 @@ log = logging.getLogger("prefect_tasks")
 
 
 def exec_request(
+    credentials: CocalcCredentials,
     command: str | None,
     args: list[str] | None,
     code: str | None,
     interpreter: str,
     options: Mapping[str, Any],
 ) -> ExecRequest:
-    """The request for ``command``/``args`` or ``code``/``interpreter`` (exactly one)."""
+    """The request for ``command``/``args`` or ``code``/``interpreter`` (exactly one), in
+    ``options["project_id"]`` or else the credentials' project."""
     if (command is None) == (code is None):
         raise ValueError("a CoCalc job needs exactly one of command= or code=")
+    options = {**options, "project_id": options.get("project_id") or credentials.project_id}
     if command is not None:
         return ExecRequest(command, args, **options)
     if args:
@@ -272,12 +275,14 @@ class CocalcJob(JobBlock[CommandResult]):
 
     def request(self) -> ExecRequest:
         options = {
-            "project_id": self.project_id or self.credentials.project_id,
+            "project_id": self.project_id,
             "path": self.path,
             "timeout": self.timeout,
             "env": self.env,
         }
-        return exec_request(self.command, self.args, self.code, self.interpreter, options)
+        return exec_request(
+            self.credentials, self.command, self.args, self.code, self.interpreter, options
+        )
 
     async def trigger(self) -> CocalcJobRun:
         """Submit the job and return its :class:`CocalcJobRun` at once."""

@@ -76,7 +76,8 @@ class CocalcContentHash(CachePolicy):
 #: Opt-in cache policy: ``execute_code.with_options(cache_policy=COCALC_CONTENT_HASH)``.
 COCALC_CONTENT_HASH = CocalcContentHash()
 
-_TASK_OPTIONS: dict[str, Any] = {
+#: The options of every CoCalc task (the job tasks reuse them).
+TASK_OPTIONS: dict[str, Any] = {
     "cache_policy": NO_CACHE,
     "persist_result": False,
     "retries": 2,
@@ -154,10 +155,10 @@ def _execute_code(
     return compact_dict(result) if as_dict else result
 
 
-execute_code = task(**_TASK_OPTIONS)(_execute_code)
+execute_code = task(**TASK_OPTIONS)(_execute_code)
 
 
-@task(**_TASK_OPTIONS)
+@task(**TASK_OPTIONS)
 @functools.wraps(_execute_code)
 async def aexecute_code(*args: Any, **kwargs: Any) -> ExecutionResult | dict[str, Any]:
     """The async twin of :func:`execute_code`, with the same parameters.

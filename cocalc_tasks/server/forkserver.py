@@ -4,7 +4,8 @@ An IPython kernel spends about 0.3 s of CPU importing ipykernel and IPython befo
 answer. :class:`ForkServers` keeps one zygote per interpreter that has already done those
 imports, and :class:`ForkingProvisioner` (a jupyter_client kernel provisioner) asks it for a
 ``fork`` whenever the kernelspec's command is ``python -m <module> ...`` for a module listed in
-:data:`FORKABLE`. Everything else
+:data:`FORKABLE` (ipykernel, bash_kernel, and Sage's kernel, whose zygote imports ``sage.all``
+with single-threaded BLAS and OpenMP: see ``--sage-threads``). Everything else
 (other modules, custom provisioners, a zygote that failed to start) is launched by
 jupyter_client as usual. A forked kernel is the same program with the same argv, environment
 and working directory; it is only started sooner.
@@ -434,8 +435,8 @@ class ForkingProvisioner(LocalProvisioner):
         servers: ForkServers | None = getattr(self.parent, "fork_servers", None)
         area: Area | None = getattr(self.parent, "area", None)
         limits: Sequence[tuple[int, int]] = getattr(self.parent, "limits", ())
-        if servers is not None and len(cmd) > 2 and cmd[1] == "-m":
-            threads = thread_env(cmd[2], servers.sage_threads)
+        if len(cmd) > 2 and cmd[1] == "-m":  # forked or not, Sage gets its thread setting
+            threads = thread_env(cmd[2], getattr(self.parent, "sage_threads", 1))
             kwargs["env"] = {**(kwargs.get("env") or os.environ), **threads}
         env_in = kwargs.get("env")
         zygote = await servers.for_command(cmd, area, env_in) if servers is not None else None
@@ -471,7 +472,8 @@ class ForkingProvisioner(LocalProvisioner):
 
 class ForkingKernelManager(AsyncKernelManager):
     """An ``AsyncKernelManager`` that carries, for its provisioner, the server's zygotes, the
-    area (project) the kernel belongs to, the sandbox, and the kernel's rlimits."""
+    area (project) the kernel belongs to, the sandbox, the kernel's rlimits, and the BLAS and
+    OpenMP threads of a Sage kernel."""
 
     def __init__(
         self,
@@ -480,6 +482,7 @@ class ForkingKernelManager(AsyncKernelManager):
         area: Area | None = None,
         sandbox: Sandbox | None = None,
         limits: Sequence[tuple[int, int]] = (),
+        sage_threads: int = 1,
         **kwargs: Any,
     ) -> None:
         super().__init__(**kwargs)
@@ -487,6 +490,7 @@ class ForkingKernelManager(AsyncKernelManager):
         self.area = area
         self.sandbox = sandbox
         self.limits = limits
+        self.sage_threads = sage_threads
 
 
 def fork_supported() -> bool:

@@ -67,6 +67,7 @@ class KernelPools:
         sage_threads: int = 1,
     ) -> None:
         self.catalog = catalog
+        self.sage_threads = sage_threads
         self.scratch_dir = scratch_dir
         self.kernel_env = kernel_env
         self.default_area = default_area or Area(ANONYMOUS, scratch_dir, scratch_dir, scratch_dir)
@@ -273,6 +274,7 @@ class KernelPools:
             area=where,
             sandbox=self.sandbox,
             limits=self._limits_for(spec_name),
+            sage_threads=self.sage_threads,
             kernel_name=spec_name,
             kernel_spec_manager=self.catalog.manager,
             transport="ipc",

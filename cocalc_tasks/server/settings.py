@@ -293,7 +293,7 @@ class ServerSettings:
         minimum=0,
         help="BLAS and OpenMP threads of each Sage kernel; 1 lets Sage kernels be forked "
         "(a fork copies no thread pool); 0 (the libraries' default, one per core) or more "
-        "starts each Sage kernel as its own program",
+        "starts each Sage kernel as its own program with that many",
     )
     cache_ttl_seconds: float = setting(
         30 * 24 * 3600.0, kind="float", minimum=_POSITIVE, help="how long cached results live"
