@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -18,6 +20,13 @@ DAGS = ROOT / "example_dags"
 configure(AIRFLOW_HOME, "http://127.0.0.1:9", SECRET_KEY, dags_folder=DAGS, log_level="INFO")
 
 pytest.importorskip("airflow.sdk")
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _remove_airflow_home() -> Iterator[None]:
+    """The private AIRFLOW_HOME (database, logs) goes when the session ends."""
+    yield
+    shutil.rmtree(AIRFLOW_HOME, ignore_errors=True)
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from collections.abc import Iterator
 from typing import Any
@@ -36,6 +37,7 @@ def prefect_harness() -> Iterator[None]:
             except ObjectNotFound:
                 AT_STARTUP["block_type"] = None
         yield
+    shutil.rmtree(PREFECT_HOME, ignore_errors=True)  # the private PREFECT_HOME goes with it
 
 
 @pytest.fixture(scope="session")
