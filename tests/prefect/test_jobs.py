@@ -186,3 +186,25 @@ def test_an_async_task_timeout_cancels_its_job(
     ]
     assert len(job_ids) == 1 and starts(client) == 1
     assert client.job(job_ids[0]).status == "killed"
+
+
+def test_arun_command_streams_and_reports(creds: CocalcCredentials) -> None:
+    @flow
+    async def f() -> tuple[CommandResult, str]:
+        result = await arun_command(
+            creds,
+            code="print('a')\nprint('b')\n2 ** 10",
+            artifact_key="cocalc-ajob",
+            poll_interval=0.2,
+        )
+        return result, str(get_run_context().flow_run.id)  # type: ignore[return-value]
+
+    result, run_id = asyncio.run(f())
+    assert result.ok and result.stdout == "a\nb\n1024\n"
+    assert [line for line in run_logs(run_id) if line.startswith("[std")] == [
+        "[stdout] a",
+        "[stdout] b",
+        "[stdout] 1024",
+    ]
+    (artifact,) = artifacts("cocalc-ajob")[:1]
+    assert "| exit code | 0 |" in artifact.data and "python3 script (3 lines)" in artifact.data
