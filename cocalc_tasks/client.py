@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import logging
 import time
+from collections.abc import Callable
 from types import TracebackType
 from typing import Any, Unpack
 
 import requests
 from urllib3.exceptions import ReadTimeoutError
 
+from cocalc_tasks import routes
 from cocalc_tasks.config import DEFAULT_TIMEOUT, resolve_settings
 from cocalc_tasks.errors import (
     CocalcAuthError,
@@ -22,11 +24,14 @@ from cocalc_tasks.errors import (
     CocalcError,
     CocalcServerError,
     CocalcTimeoutError,
+    CocalcUnsupportedError,
+    CocalcValidationError,
     error_from_message,
 )
 from cocalc_tasks.exec_calls import ExecCalls
 from cocalc_tasks.models import ExecutionResult, KernelSpec
 from cocalc_tasks.request import ExecuteOptions, ExecuteRequest
+from cocalc_tasks.routes import API_CHOICES, EXECUTE_PATH, Api, Route
 from cocalc_tasks.transport import AbortableAdapter, build_retry
 from cocalc_tasks.validation import validate_hash, validate_project_id
 
@@ -34,8 +39,9 @@ __all__ = ["CocalcClient"]
 
 log = logging.getLogger("cocalc_tasks.client")
 
-KERNELS_PATH = "/api/v2/jupyter/kernels"
-EXECUTE_PATH = "/api/v2/jupyter/execute"
+#: Keys of CoCalc's rewrite (``sk-cc-v2.<id>.<secret>``) are sent as Bearer tokens; others as
+#: the HTTP Basic username (both servers accept either form).
+BEARER_KEY_PREFIX = "sk-cc-v2."
 _EXCERPT_CHARS = 200
 
 Timeout = float | tuple[float, float | None]
@@ -80,7 +86,12 @@ class CocalcClient(ExecCalls):
         retry_ambiguous: bool = False,
         retry_deadline: float | None = 60.0,
         session: requests.Session | None = None,
+        api: Api = "auto",
     ) -> None:
+        if api not in API_CHOICES:
+            raise CocalcValidationError(
+                f"api must be one of {', '.join(API_CHOICES)}, got {api!r:.40}"
+            )
         settings = resolve_settings(api_key=api_key, host=host, project_id=project_id)
         if settings.project_id is not None:
             validate_project_id(settings.project_id)
@@ -98,6 +109,10 @@ class CocalcClient(ExecCalls):
         self._session.mount("http://", self._adapter)
         self._session.mount("https://", self._adapter)
         self._session.headers.update({"Content-Type": "application/json"})
+        #: ``auto``, or the one route to use (see :mod:`cocalc_tasks.routes`).
+        self.api: Api = api
+        self._route: Route | None = None if api == "auto" else api
+        self._project_function: str | None = None
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -148,28 +163,38 @@ class CocalcClient(ExecCalls):
     def send(self, request: ExecuteRequest, *, timeout: Timeout | None = None) -> ExecutionResult:
         """Run a prepared :class:`ExecuteRequest` (in the client's project if it names none)."""
         request = request.with_default_project(self.project_id)
+        read = timeout[1] if isinstance(timeout, tuple) else timeout
+        read = read if timeout is not None else self._read_timeout()
         started = time.monotonic()
-        response = self._post(EXECUTE_PATH, request.body(), timeout)
+        route, response = self._negotiate(
+            lambda route, function: routes.execute_call(
+                route, request, function=function, read_timeout=read
+            ),
+            timeout,
+            request.project_id,
+            execute=True,
+        )
         elapsed = time.monotonic() - started
-        log.debug("executed on kernel %s in %.3f s", request.kernel, elapsed)
+        log.debug("executed on kernel %s in %.3f s (%s)", request.kernel, elapsed, route)
         return self._result(
-            response,
+            routes.execute_response(route, response),
             kernel=request.kernel,
             hash=request.hash,
             elapsed=elapsed,
             project_id=request.project_id,
             path=request.path,
+            route=route,
         )
 
     def kernels(self, project_id: str | None = None) -> list[KernelSpec]:
         """The kernels of the global pool, or of ``project_id``."""
         project_id = project_id if project_id is not None else self.project_id
-        body: dict[str, Any] = {}
         if project_id is not None:
             validate_project_id(project_id)
-            body["project_id"] = project_id
-        response = self._post(KERNELS_PATH, body, None)
-        kernels = response.get("kernels") if isinstance(response, dict) else response
+        _, response = self._negotiate(
+            lambda route, function: routes.kernels_call(route, project_id), None, project_id
+        )
+        kernels = routes.kernels_response(response)
         if not isinstance(kernels, list):
             raise CocalcServerError("the kernels response has no 'kernels' list")
         try:
@@ -180,13 +205,70 @@ class CocalcClient(ExecCalls):
     def cached(self, hash: str) -> ExecutionResult | None:
         """Look a result up by its content hash without running anything; ``None`` on a miss.
 
-        Servers without CoCalc's cache (the conat rewrite) always miss.
+        Only the v2 route (``/api/v2/jupyter/execute``) has this lookup: elsewhere (the
+        bridges, CoCalc's rewrite) :class:`~cocalc_tasks.errors.CocalcUnsupportedError` says
+        so, rather than answering a miss that would be a lie.
         """
         validate_hash(hash)
-        response = self._post(EXECUTE_PATH, {"hash": hash}, None)
+        if self._route not in (None, "v2"):
+            raise CocalcUnsupportedError(
+                f"{self.host} is used through the {self._route} route, which has no hash-only "
+                "cache lookup (only /api/v2/jupyter/execute has one)"
+            )
+        try:
+            response = self._post(EXECUTE_PATH, {"hash": hash}, None)
+        except CocalcError as exc:
+            if self._route is None and routes.route_missing(exc):
+                raise CocalcUnsupportedError(
+                    f"{self.host} has no hash-only cache lookup (no /api/v2/jupyter/execute)"
+                ) from None
+            raise
         if not isinstance(response, dict) or "output" not in response:
             return None
-        return self._result(response, kernel=None, hash=hash, elapsed=None)
+        return self._result(response, kernel=None, hash=hash, elapsed=None, route="v2")
+
+    def _negotiate(
+        self,
+        build: Callable[[Route, str], tuple[str, dict[str, Any]]],
+        timeout: Timeout | None,
+        project_id: str | None,
+        *,
+        execute: bool = False,
+    ) -> tuple[Route, Any]:
+        """Send a Jupyter call on the known route, or (``api="auto"``) find one: v2, then
+        the hub bridge, then the project bridge (master's function, then the rewrite's)."""
+        candidates: tuple[Route, ...] = (self._route,) if self._route else routes.AUTO_ORDER
+        tried: list[str] = []
+        for route in candidates:
+            if route == "project" and project_id is None:
+                tried.append("the project bridge (needs a project_id)")
+                continue
+            functions: tuple[str, ...] = ("",)
+            if route == "project" and execute:
+                known = self._project_function
+                functions = (known,) if known else routes.PROJECT_FUNCTIONS
+            for function in functions:
+                path, body = build(route, function)
+                try:
+                    response = self._post(path, body, timeout)
+                except CocalcError as exc:
+                    searching = self._route is None or (
+                        route == "project" and execute and self._project_function is None
+                    )
+                    if searching and routes.route_missing(exc):
+                        tried.append(f"{path}{f' {function}' if function else ''}: {exc}")
+                        continue
+                    raise
+                if self._route is None:
+                    log.info("%s answers Jupyter calls on the %s route", self.host, route)
+                    self._route = route
+                if route == "project" and execute:
+                    self._project_function = function
+                return route, response
+        raise CocalcUnsupportedError(
+            f"{self.host} answered none of the Jupyter routes this client knows; tried "
+            + "; ".join(tried)
+        )
 
     # -- plumbing ----------------------------------------------------------------------------
     def _connect_timeout(self) -> float:
@@ -205,7 +287,11 @@ class CocalcClient(ExecCalls):
 
     def _post(self, path: str, body: dict[str, Any], timeout: Timeout | None) -> Any:
         url = self.host + path
-        auth = (self._api_key, "") if self._api_key else None
+        auth: Any = None
+        if self._api_key and self._api_key.startswith(BEARER_KEY_PREFIX):
+            auth = _Bearer(self._api_key)  # CoCalc's rewrite: v2 keys as Bearer tokens
+        elif self._api_key:
+            auth = (self._api_key, "")
         try:
             response = self._session.post(
                 url,
@@ -288,6 +374,20 @@ class CocalcClient(ExecCalls):
         if self._api_key:
             excerpt = excerpt.replace(self._api_key, "***")
         return excerpt
+
+
+class _Bearer(requests.auth.AuthBase):
+    """``Authorization: Bearer <key>``; the key never appears in a repr."""
+
+    def __init__(self, key: str) -> None:
+        self._key = key
+
+    def __call__(self, request: requests.PreparedRequest) -> requests.PreparedRequest:
+        request.headers["Authorization"] = f"Bearer {self._key}"
+        return request
+
+    def __repr__(self) -> str:
+        return "_Bearer('***')"
 
 
 def _copy_session(session: requests.Session) -> requests.Session:

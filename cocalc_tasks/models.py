@@ -92,6 +92,8 @@ class ExecutionResult:
     elapsed: float | None = None
     project_id: str | None = None
     path: str | None = None
+    #: Which route answered: ``v2``, ``hub`` or ``project`` (see :mod:`cocalc_tasks.routes`).
+    route: str | None = field(default=None, compare=False)
 
     # -- derived views -------------------------------------------------------------------------
     @cached_property
@@ -217,6 +219,7 @@ class ExecutionResult:
                 else None
             ),
             "outputs": self.outputs,
+            **({"route": self.route} if self.route is not None else {}),
         }
 
     @classmethod
@@ -232,6 +235,7 @@ class ExecutionResult:
             elapsed=data.get("elapsed"),
             project_id=data.get("project_id"),
             path=data.get("path"),
+            route=data.get("route"),
         )
 
     @classmethod

@@ -139,7 +139,8 @@ def test_environment_and_argument_precedence(monkeypatch: pytest.MonkeyPatch) ->
     ],
 )
 def test_non_api_answers(status: int, body: str, cls: type[Exception], fragment: str) -> None:
-    with requests_mock.Mocker() as m, CocalcClient(host=HOST, retries=0) as client:
+    """The v2 route's own answers (``api="auto"`` would move on: see test_routes.py)."""
+    with requests_mock.Mocker() as m, CocalcClient(host=HOST, retries=0, api="v2") as client:
         m.post(EXECUTE, status_code=status, text=body)
         with pytest.raises(cls) as info:
             client.execute("1", "python3")
