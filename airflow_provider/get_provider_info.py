@@ -15,6 +15,12 @@ _CONNECTION_FIELDS: dict[str, Any] = {
         "description": "Verify the server's TLS certificate (true), or a CA bundle path.",
         "schema": {"type": ["boolean", "string", "null"], "default": True},
     },
+    "api": {
+        "label": "API route",
+        "description": "auto (default): /api/v2/jupyter, then the hub bridge, then the project "
+        "bridge (CoCalc's rewrite); or force v2, hub or project.",
+        "schema": {"type": ["string", "null"], "enum": ["auto", "v2", "hub", "project", None]},
+    },
     "timeout": {
         "label": "Read timeout (s)",
         "description": "Seconds to wait for an answer; own-project calls may need 60-90 s.",

@@ -29,6 +29,7 @@ from cocalc_tasks.exec_request import ExecRequest
 from cocalc_tasks.models import ExecutionResult
 from cocalc_tasks.output_items import ErrorOutput, RichOutput, Stream, TruncationNotice, strip_ansi
 from cocalc_tasks.request import ExecuteRequest
+from cocalc_tasks.routes import API_CHOICES
 
 __all__ = ["main"]
 
@@ -49,6 +50,13 @@ def _add_client_options(parser: argparse.ArgumentParser, *, read_timeout: bool =
     if read_timeout:
         group.add_argument("--timeout", type=float, default=None, help="read timeout in seconds")
     group.add_argument("--ca-bundle", help="CA bundle for TLS verification (always on)")
+    group.add_argument(
+        "--api",
+        choices=API_CHOICES,
+        default="auto",
+        help="route for Jupyter calls: auto (v2, then the hub bridge, then the project "
+        "bridge), or one of them",
+    )
 
 
 def _env_pair(text: str) -> tuple[str, str]:
@@ -178,6 +186,7 @@ def _client(args: argparse.Namespace) -> CocalcClient:
         kwargs["timeout"] = (10.0, args.timeout)
     if args.ca_bundle:
         kwargs["verify"] = args.ca_bundle
+    kwargs["api"] = args.api
     return CocalcClient(**kwargs)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Literal
+
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
@@ -46,6 +48,11 @@ class CocalcCredentials(CredentialsBlock):
         default=DEFAULT_TIMEOUT[1],
         description="Seconds to wait for an answer; own-project calls may need 60-90 s.",
     )
+    api: Literal["auto", "v2", "hub", "project"] = Field(
+        default="auto",
+        description="Route for Jupyter calls: auto (/api/v2/jupyter, then the hub bridge, "
+        "then the project bridge of CoCalc's rewrite), or one of them.",
+    )
 
     def get_client(self) -> CocalcClient:
         """A new :class:`CocalcClient`; close it (or use ``with``) when done."""
@@ -55,4 +62,5 @@ class CocalcCredentials(CredentialsBlock):
             project_id=self.project_id,
             verify=self.verify,
             timeout=(DEFAULT_TIMEOUT[0], self.timeout),
+            api=self.api,
         )

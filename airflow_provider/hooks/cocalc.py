@@ -3,7 +3,8 @@
 Connection fields: ``host`` is the API base URL (default ``https://cocalc.com``), ``password``
 is the API key (masked by Airflow in logs and rendered templates), ``schema`` the scheme
 (``https``, the default, or ``http``) when ``host`` has none, ``port`` an optional port, and
-``extra`` may hold ``project_id``, ``verify`` and ``timeout``.
+``extra`` may hold ``project_id``, ``verify``, ``timeout`` and ``api`` (``auto``, the
+default, ``v2``, ``hub`` or ``project``: see ``cocalc_tasks.routes``).
 
 Example ``AIRFLOW_CONN_COCALC_DEFAULT`` (JSON form)::
 
@@ -113,6 +114,9 @@ class CocalcHook(BaseHook):
         timeout = self._extra("timeout")
         if timeout not in (None, ""):
             kwargs["timeout"] = (DEFAULT_TIMEOUT[0], float(timeout))
+        api = self._extra("api")
+        if api not in (None, ""):
+            kwargs["api"] = str(api)
         kwargs.update(self._client_kwargs)
         return CocalcClient(
             api_key=self.connection.password or None,
@@ -178,4 +182,5 @@ class CocalcHook(BaseHook):
             "project_id": StringField(lazy_gettext("Project id")),
             "verify": BooleanField(lazy_gettext("Verify TLS"), default=True),
             "timeout": IntegerField(lazy_gettext("Read timeout (s)"), default=90),
+            "api": StringField(lazy_gettext("API route (auto, v2, hub, project)"), default="auto"),
         }

@@ -22,7 +22,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
-from cocalc_tasks.server.auth import Identity, KeyRing
+from cocalc_tasks.server.auth import V2_KEY_PREFIX, Identity, KeyRing
 from cocalc_tasks.server.cache import ResultCache
 from cocalc_tasks.server.exec_service import ExecService
 from cocalc_tasks.server.forkserver import fork_supported
@@ -174,7 +174,19 @@ def create_app(settings: ServerSettings) -> FastAPI:
         hidden=[Path(os.environ[CONFIG_ENV])] if os.environ.get(CONFIG_ENV) else [],
     )
     anonymous = sandbox.area(None)
-    keys = KeyRing(settings.api_keys, settings.project_keys)
+    rewrite = settings.flavor == "cocalc-ai"
+    if rewrite:  # the rewrite knows only v2 account keys, and no project keys
+        ignored = [k for k in settings.api_keys if not k.startswith(V2_KEY_PREFIX)]
+        if ignored or settings.project_keys:
+            log.warning(
+                "--flavor cocalc-ai: %d key(s) not in the v2 format (sk-cc-v2.*) and %d project "
+                "key(s) are refused, as on cocalc.ai",
+                len(ignored),
+                len(settings.project_keys),
+            )
+        keys = KeyRing([k for k in settings.api_keys if k.startswith(V2_KEY_PREFIX)], {})
+    else:
+        keys = KeyRing(settings.api_keys, settings.project_keys)
     state: dict[str, Any] = {"sandbox": sandbox}
 
     environments: dict[str, dict[str, str]] = {}
@@ -216,7 +228,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         execs.recover()
         state["service"] = service = ExecutionService(settings, catalog, pools, cache, sandbox)
         state["exec"] = execs
-        state["bridge"] = ProjectBridge(execs, service, pools, sandbox)
+        state["bridge"] = ProjectBridge(execs, service, pools, sandbox, rewrite=rewrite)
         for name in settings.kernels:
             pools.warm(catalog.resolve(name).spec_name)
         reaper = asyncio.ensure_future(_close_idle_areas(pools))
@@ -251,23 +263,25 @@ def create_app(settings: ServerSettings) -> FastAPI:
             return JSONResponse({"error": f"Error: internal server error ({type(exc).__name__})"})
         return JSONResponse(result)
 
-    @app.api_route(
-        "/api/v2/jupyter/kernels", methods=ANY_METHOD, openapi_extra=_body_doc(_KERNELS_SCHEMA)
-    )
-    async def kernels(request: Request) -> JSONResponse:
-        async def action(params: dict[str, Any], identity: Identity) -> dict[str, Any]:
-            return {"kernels": service().kernels(params, identity), "success": True}
+    if not rewrite:  # cocalc-ai removed the v2 Jupyter routes: a 404 there
 
-        return await handle(request, action)
+        @app.api_route(
+            "/api/v2/jupyter/kernels", methods=ANY_METHOD, openapi_extra=_body_doc(_KERNELS_SCHEMA)
+        )
+        async def kernels(request: Request) -> JSONResponse:
+            async def action(params: dict[str, Any], identity: Identity) -> dict[str, Any]:
+                return {"kernels": service().kernels(params, identity), "success": True}
 
-    @app.api_route(
-        "/api/v2/jupyter/execute", methods=ANY_METHOD, openapi_extra=_body_doc(_EXECUTE_SCHEMA)
-    )
-    async def execute(request: Request) -> JSONResponse:
-        async def action(params: dict[str, Any], identity: Identity) -> dict[str, Any]:
-            return {**await service().execute(params, identity), "success": True}
+            return await handle(request, action)
 
-        return await handle(request, action)
+        @app.api_route(
+            "/api/v2/jupyter/execute", methods=ANY_METHOD, openapi_extra=_body_doc(_EXECUTE_SCHEMA)
+        )
+        async def execute(request: Request) -> JSONResponse:
+            async def action(params: dict[str, Any], identity: Identity) -> dict[str, Any]:
+                return {**await service().execute(params, identity), "success": True}
+
+            return await handle(request, action)
 
     @app.post("/api/conat/hub", openapi_extra=_body_doc(_HUB_SCHEMA))
     async def hub(request: Request) -> JSONResponse:
@@ -285,6 +299,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 return {"now": now_ms()}
             if name == "system.test":
                 return {"account_id": identity.account_id, "server_time": now_ms()}
+            if rewrite and isinstance(name, str) and name.startswith("jupyter."):
+                raise ApiError(f"Error: unknown function '{name}'")  # gone from the rewrite's hub
             try:
                 if name == "jupyter.kernels":
                     return service().kernels(kwargs, identity)

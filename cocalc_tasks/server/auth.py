@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "V2_KEY_PREFIX",
     "Identity",
     "KeyRing",
     "PathEscape",
@@ -30,6 +31,10 @@ __all__ = [
 ]
 
 _ACCOUNT_NAMESPACE = uuid.UUID("6f1c2f1e-3c1b-4d8e-9a55-2f0d6c1f7a10")
+
+
+#: The key format of CoCalc's rewrite (cocalc.ai): ``sk-cc-v2.<id>.<secret>``.
+V2_KEY_PREFIX = "sk-cc-v2."
 
 
 @dataclass(frozen=True)

@@ -13,11 +13,16 @@ as on CoCalc). Functions:
   kernels (with the sandbox off, pools are shared by all projects, and all see the same ones;
   inside a sandbox the pid of a forked kernel is the one in the project's PID namespace);
 - ``system.stopJupyterKernel({pid})`` → ``{"success": bool}``.
+
+With ``--flavor cocalc-ai`` it is the rewrite's bridge: the three ``system`` Jupyter functions
+are gone, ``jupyter.apiExecute`` runs code (same options, same answer) and ``jupyter.kernels``
+lists kernel specs; an unknown function's message lists the group's functions.
 """
 
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Mapping
@@ -33,6 +38,7 @@ __all__ = ["ProjectBridge"]
 
 NO_KEY = "You must provide authentication via an API key."
 UNKNOWN_KEY = "must sign in as project or account"
+UNKNOWN_ACCOUNT_KEY = "must sign in with an account API key"  # the rewrite's
 NO_PROJECT = "must specify project_id or use project-specific api key"
 WRONG_PROJECT = "project specific api key must match requested project"
 DEFAULT_TIMEOUT_MS = 15000
@@ -51,19 +57,27 @@ class ProjectBridge:
         kernels: ExecutionService,
         pools: KernelPools,
         sandbox: Sandbox | None = None,
+        *,
+        rewrite: bool = False,
     ) -> None:
         self.execs = execs
         self.kernels = kernels
         self.pools = pools
         self.sandbox = sandbox
+        #: cocalc-ai's bridge: Jupyter under ``jupyter.*``, its own unknown-function text.
+        self.rewrite = rewrite
         self._functions: dict[str, Function] = {
             "ping": self._pong,
             "system.ping": self._ping,
             "system.exec": self._exec,
-            "system.jupyterExecute": self._jupyter_execute,
-            "system.listJupyterKernels": self._list_kernels,
-            "system.stopJupyterKernel": self._stop_kernel,
         }
+        if rewrite:
+            self._functions["jupyter.apiExecute"] = self._jupyter_execute
+            self._functions["jupyter.kernels"] = self._kernel_specs
+        else:
+            self._functions["system.jupyterExecute"] = self._jupyter_execute
+            self._functions["system.listJupyterKernels"] = self._list_kernels
+            self._functions["system.stopJupyterKernel"] = self._stop_kernel
 
     def project_for(self, params: Mapping[str, Any], identity: Identity, header: str | None) -> str:
         """The project this caller may reach, with master's messages for every refusal."""
@@ -73,12 +87,12 @@ class ProjectBridge:
         if scheme.lower() not in ("basic", "bearer"):
             raise ApiError(f"Unknown authorization type '{scheme}'")
         if not identity.signed_in:
-            raise ApiError(UNKNOWN_KEY)
+            raise ApiError(UNKNOWN_ACCOUNT_KEY if self.rewrite else UNKNOWN_KEY)
         project_id = params.get("project_id") or None
         if project_id is None:
             if identity.kind == "project" and identity.project_id is not None:
                 return identity.project_id
-            raise ApiError(NO_PROJECT)
+            raise ApiError("must specify project_id" if self.rewrite else NO_PROJECT)
         project_id = str(uuid.UUID(checked_project_id(project_id)))
         if identity.kind == "project" and identity.project_id != project_id:
             raise ApiError(WRONG_PROJECT)
@@ -88,6 +102,13 @@ class ProjectBridge:
         name = params.get("name")
         function = self._functions.get(name) if isinstance(name, str) else None
         if function is None:
+            if self.rewrite and isinstance(name, str):  # the rewrite lists the group's names
+                group = name.split(".", 1)[0]
+                names = [f.split(".", 1)[1] for f in self._functions if f.startswith(group + ".")]
+                raise ApiError(
+                    f"Error: unknown function '{name}' -- available functions are "
+                    + json.dumps(names, separators=(",", ":"))
+                )
             raise ApiError(f"Error: unknown function '{name}'")
         args = params.get("args")
         if args is None:
@@ -133,6 +154,9 @@ class ProjectBridge:
             raise ApiError(text if text.startswith("Error: ") else f"Error: {text}") from None
         output: list[Any] = answer.get("output", [])
         return output
+
+    async def _kernel_specs(self, project_id: str, args: list[Any]) -> list[dict[str, Any]]:
+        return self.kernels.kernels({"project_id": project_id}, Identity("project", project_id))
 
     def _area(self, project_id: str) -> Area | None:
         return self.sandbox.area(project_id) if self.sandbox is not None else None

@@ -298,6 +298,15 @@ class ServerSettings:
     cache_ttl_seconds: float = setting(
         30 * 24 * 3600.0, kind="float", minimum=_POSITIVE, help="how long cached results live"
     )
+    flavor: str = setting(
+        "master",
+        kind="str",
+        choices=("master", "cocalc-ai"),
+        metavar="master|cocalc-ai",
+        help="which CoCalc to behave like; cocalc-ai (the rewrite): no /api/v2/jupyter/* and "
+        "no hub jupyter.*, Jupyter on the project bridge's jupyter.apiExecute, account keys "
+        "only in the v2 format sk-cc-v2.*, no project keys",
+    )
     sandbox: str = setting(
         "auto",
         kind="str",

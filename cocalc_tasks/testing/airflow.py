@@ -17,11 +17,18 @@ __all__ = ["configure", "connection_env", "migrate"]
 
 
 def connection_env(
-    host: str, api_key: str | None, conn_id: str = "cocalc_default"
+    host: str,
+    api_key: str | None,
+    conn_id: str = "cocalc_default",
+    *,
+    extra: Mapping[str, object] | None = None,
 ) -> dict[str, str]:
     """The ``AIRFLOW_CONN_<ID>`` variable that defines a ``cocalc`` connection to ``host``
-    (for ``monkeypatch.setenv`` or ``os.environ.update``)."""
-    value = json.dumps({"conn_type": "cocalc", "host": host, "password": api_key or ""})
+    (for ``monkeypatch.setenv`` or ``os.environ.update``); ``extra``: e.g. ``project_id``."""
+    connection: dict[str, object] = {"conn_type": "cocalc", "host": host, "password": api_key or ""}
+    if extra:
+        connection["extra"] = dict(extra)
+    value = json.dumps(connection)
     return {f"AIRFLOW_CONN_{conn_id.upper()}": value}
 
 

@@ -119,3 +119,28 @@ def test_dags_folder_parses_cleanly_as_a_user_would_point_at_it(safe_mode: bool)
         "cocalc_sage_job",
         "cocalc_command_job",
     }
+
+
+@pytest.mark.parametrize("flavor", ["master", "cocalc-ai"])
+def test_the_same_dag_runs_against_both_flavours(
+    airflow_db: Path, monkeypatch: pytest.MonkeyPatch, flavor: str
+) -> None:
+    """CoCalc's rewrite has no /api/v2/jupyter: the unchanged DAG gets there through the
+    project bridge (api="auto"), with a v2-format key and the connection's project."""
+    import uuid
+
+    from cocalc_tasks.server.process import LocalServer
+    from cocalc_tasks.testing.airflow import connection_env
+
+    key = "sk-cc-v2.dag.flavour0test0secret" if flavor == "cocalc-ai" else SECRET_KEY
+    args = ["--kernels", "python3", "--flavor", flavor]
+    with LocalServer(api_keys=[key], args=args) as server:
+        project = {"project_id": str(uuid.uuid4())}
+        for name, value in connection_env(server.url, key, extra=project).items():
+            monkeypatch.setenv(name, value)
+        from example_dags import cocalc_python_xcom
+
+        run = cocalc_python_xcom.dag.test()
+    assert run.state == "success", states(run)
+    (stats,) = xcom(run, "check_stats")
+    assert stats["mean"] == 3.25 and abs(stats["stdev"] - 1.3919410907) < 1e-9

@@ -75,3 +75,22 @@ def test_sage_flow_on_real_sage() -> None:
         CocalcCredentials(api_key=SECRET_KEY, host=url).save("cocalc-sage", overwrite=True)
         assert sage_factor(credentials_block="cocalc-sage") == "7 * 17^2"  # kernel sage-10.4
     assert "7 * 17^2" in artifacts("cocalc-sage-factor")[0].data
+
+
+@pytest.mark.parametrize("flavor", ["master", "cocalc-ai"])
+def test_the_same_flow_runs_against_both_flavours(
+    monkeypatch: pytest.MonkeyPatch, flavor: str
+) -> None:
+    """The unchanged flow reaches CoCalc's rewrite through the project bridge (api="auto")."""
+    import uuid
+
+    from cocalc_tasks.server.process import LocalServer
+
+    key = "sk-cc-v2.flow.flavour0test0secret" if flavor == "cocalc-ai" else SECRET_KEY
+    with LocalServer(api_keys=[key], args=["--kernels", "python3", "--flavor", flavor]) as srv:
+        monkeypatch.setenv("COCALC_HOST", srv.url)
+        monkeypatch.setenv("COCALC_API_KEY", key)
+        monkeypatch.setenv("COCALC_PROJECT_ID", str(uuid.uuid4()))
+        from example_dags.prefect_flows import compute_and_pass
+
+        assert compute_and_pass() == {"count": 17, "largest": 59, "checked": 27}
