@@ -93,6 +93,18 @@ def test_extras_plain_and_prefixed(monkeypatch: pytest.MonkeyPatch) -> None:
     assert CocalcHook("other").project_id == PID
 
 
+def test_the_api_route_comes_from_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    set_conn(monkeypatch, {"conn_type": "cocalc", "host": "http://h"})
+    assert CocalcHook().client.api == "auto"
+    set_conn(monkeypatch, "cocalc://:k@h/http?api=project&project_id=" + PID)
+    hook = CocalcHook()
+    assert hook.client.api == "project"
+    with requests_mock.Mocker() as m:
+        m.post("http://h/api/conat/project", json=[{"data": {"text/plain": "5"}}])
+        assert hook.execute("2+3", "python3").route == "project"
+    assert m.last_request.json()["name"] == "system.jupyterExecute"
+
+
 def test_verify_defaults_on(monkeypatch: pytest.MonkeyPatch) -> None:
     set_conn(monkeypatch, {"conn_type": "cocalc", "host": "https://h"})
     assert CocalcHook().client.verify is True

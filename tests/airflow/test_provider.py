@@ -16,7 +16,7 @@ def test_package_name_is_the_distribution_name() -> None:
     conn = info["connection-types"][0]
     assert conn["connection-type"] == CocalcHook.conn_type == "cocalc"
     assert conn["hook-class-name"] == "airflow_provider.hooks.cocalc.CocalcHook"
-    assert set(conn["conn-fields"]) == {"project_id", "verify", "timeout"}
+    assert set(conn["conn-fields"]) == {"project_id", "verify", "timeout", "api"}
     assert "password" in conn["ui-field-behaviour"]["relabeling"]
 
 

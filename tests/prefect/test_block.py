@@ -41,7 +41,7 @@ class TestBlockStandards(BlockStandardTestSuite):
 def test_fields_slug_and_descriptions() -> None:
     assert CocalcCredentials.get_block_type_slug() == "cocalc-credentials"
     fields = CocalcCredentials.model_fields
-    assert set(fields) >= {"api_key", "host", "project_id", "verify", "timeout"}
+    assert set(fields) >= {"api_key", "host", "project_id", "verify", "timeout", "api"}
     assert all(f.description for f in fields.values())
 
 
@@ -53,6 +53,7 @@ def test_secret_is_masked_and_client_is_built() -> None:
     assert client.has_api_key and client.host == "http://127.0.0.1:9"
     assert client.timeout == (10.0, 12.0) and client.verify is True
     assert SECRET_KEY not in repr(client)
+    assert client.api == "auto" and CocalcCredentials(api="project").get_client().api == "project"
 
 
 def test_save_and_load_round_trip() -> None:

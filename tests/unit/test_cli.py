@@ -38,6 +38,15 @@ def test_exec_routes_streams_and_results(capsys: pytest.CaptureFixture[str]) -> 
     assert m.last_request.json() == {"input": "factor(2023)", "kernel": "sage-9.8"}
 
 
+def test_api_option_pins_the_route(capsys: pytest.CaptureFixture[str]) -> None:
+    with requests_mock.Mocker() as m:
+        m.post(HOST + "/api/conat/hub", json={"output": [{"name": "stdout", "text": "5\n"}]})
+        code, out, _ = run(capsys, "exec", "--host", HOST, "--api", "hub", "-k", "python3", "5")
+    assert (code, out) == (0, "5\n") and m.last_request.json()["name"] == "jupyter.execute"
+    with pytest.raises(SystemExit):
+        main(["exec", "--api", "graphql", "-k", "python3", "1"])
+
+
 def test_remote_exception_prints_clean_traceback_and_exits_1(
     capsys: pytest.CaptureFixture[str],
 ) -> None:
