@@ -32,13 +32,12 @@ from cocalc_tasks.command_reporting import (
 from cocalc_tasks.command_result import CommandResult, Job
 from cocalc_tasks.errors import CocalcUnknownJobError
 from cocalc_tasks.exec_request import ExecRequest
-from cocalc_tasks.job_polling import poll_job
 from prefect_tasks.credentials import CocalcCredentials
 from prefect_tasks.jobs import (
     DEFAULT_JOB_TIMEOUT,
     CancellationWatch,
     FlowRunCancelling,
-    acancel_job,
+    await_job,
     cancel_job,
     exec_request,
     record_job,
@@ -215,24 +214,7 @@ async def arun_command(
     options = {"project_id": project_id, "path": path, "timeout": timeout, "env": env}
     request = exec_request(credentials, command, args, code, interpreter, options)
     job = await asyncio.to_thread(_start, credentials, request)
-    lines = OutputLines.to_logger(run_logger())
-    watch = CancellationWatch()
-    client = credentials.get_client()
-
-    def on_status(status: Any) -> None:
-        lines.update(status)
-        watch(status)
-
-    try:
-        await poll_job(
-            client, job.job_id, job.project_id, poll_interval=poll_interval, on_status=on_status
-        )
-    except (asyncio.CancelledError, FlowRunCancelling):
-        await acancel_job(credentials, job)
-        raise
-    finally:
-        lines.flush()
-        client.close()
+    await await_job(credentials, job, poll_interval=poll_interval)
     finish = functools.partial(
         _finish,
         fail_on_nonzero=fail_on_nonzero,

@@ -24,7 +24,7 @@ from pydantic import Field
 
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.command_reporting import OutputLines, command_log_records, command_markdown
-from cocalc_tasks.command_result import CommandResult, Job
+from cocalc_tasks.command_result import CommandResult, Job, JobStatus
 from cocalc_tasks.exec_request import ExecRequest, script_request
 from cocalc_tasks.job_polling import poll_job
 from prefect_tasks.credentials import LOGO_URL, CocalcCredentials
@@ -34,6 +34,7 @@ __all__ = [
     "CocalcJob",
     "CocalcJobRun",
     "FlowRunCancelling",
+    "await_job",
     "cancel_cocalc_jobs",
     "exec_request",
 ]
@@ -105,6 +106,30 @@ async def acancel_job(credentials: CocalcCredentials, job: Job) -> None:
     request itself is not cancelled with the scope (e.g. a task's ``timeout_seconds``)."""
     with anyio.CancelScope(shield=True):
         await anyio.to_thread.run_sync(cancel_job, credentials, job)
+
+
+async def await_job(credentials: CocalcCredentials, job: Job, *, poll_interval: float) -> JobStatus:
+    """Poll until ``job`` ends (:func:`~cocalc_tasks.job_polling.poll_job`), each new line
+    to the run logger. A cancelled wait (flow-run cancellation, a task's ``timeout_seconds``)
+    or a cancelling flow run (:class:`CancellationWatch`) cancels the job."""
+    lines = OutputLines.to_logger(run_logger())
+    watch = CancellationWatch()
+
+    def on_status(status: JobStatus) -> None:
+        lines.update(status)
+        watch(status)
+
+    client = credentials.get_client()
+    try:
+        return await poll_job(
+            client, job.job_id, job.project_id, poll_interval=poll_interval, on_status=on_status
+        )
+    except (asyncio.CancelledError, FlowRunCancelling):
+        await acancel_job(credentials, job)
+        raise
+    finally:
+        lines.flush()
+        client.close()
 
 
 class FlowRunCancelling(Exception):
@@ -186,30 +211,11 @@ class CocalcJobRun(JobRun[CommandResult]):
     async def wait_for_completion(self) -> Any:
         """Poll until the job ends, logging each new line; a cancelled wait (task timeout,
         flow cancellation) cancels the job."""
-        lines = OutputLines.to_logger(self.logger)
-        watch = CancellationWatch()
-        client = self.block.credentials.get_client()
-
-        def on_status(status: Any) -> None:
-            lines.update(status)
-            watch(status)
-
-        try:
-            status = await poll_job(
-                client,
-                self.job.job_id,
-                self.job.project_id,
-                poll_interval=self.block.poll_interval,
-                on_status=on_status,
-            )
-        except (asyncio.CancelledError, FlowRunCancelling):
-            await acancel_job(self.block.credentials, self.job)
-            raise
-        finally:
-            lines.flush()
-            client.close()
+        status = await await_job(
+            self.block.credentials, self.job, poll_interval=self.block.poll_interval
+        )
         self.status = status.status
-        record_job(self.job, "done")
+        await asyncio.to_thread(record_job, self.job, "done")
         return self.logger
 
     async def fetch_result(self) -> CommandResult:
