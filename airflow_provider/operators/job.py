@@ -149,6 +149,7 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         #: ``{"job_id", "project_id"}`` of the job this try submitted or attached to.
         self._job: dict[str, str] | None = None
         self._result: dict[str, Any] | None = None
+        self._built: ExecRequest | None = None
 
     @property
     def hook(self) -> CocalcHook:
@@ -157,6 +158,13 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         return self._hook
 
     def _request(self) -> ExecRequest:
+        """The job's request, built once per execution (after templating): the submit and
+        the result's label share it, and ``code_file`` is read once."""
+        if self._built is None:
+            self._built = self._build_request()
+        return self._built
+
+    def _build_request(self) -> ExecRequest:
         from cocalc_tasks.exec_request import ExecRequest, script_request
 
         project = self.project_id or self.hook.project_id
