@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-#: Response bodies from shared/fixtures/cocalc (see its README), copied so a clone is complete.
+#: CoCalc response bodies (how each was obtained: tests/fixtures/cocalc/README.md).
 FIXTURES = ROOT / "tests/fixtures/cocalc"
 
 #: The API key used across the suite; tests/reliability scans everything for it at the end.
