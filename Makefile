@@ -29,7 +29,7 @@ help:
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 env: $(UV)
-	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --group dev --group peer --group fuzz
+	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --extra postgres --group dev --group peer --group fuzz
 
 airflow-env: $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv-airflow $(SYNC) --extra airflow --extra server --group dev
@@ -77,7 +77,7 @@ lint: env airflow-env prefect-env
 	.venv-prefect/bin/mypy --strict prefect_tasks
 
 bench: env bwrap sage-env prefect-env
-	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --group dev --group peer --group fuzz --group bench
+	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --extra postgres --group dev --group peer --group fuzz --group bench
 	.venv/bin/python -m bench.run
 
 soak: env

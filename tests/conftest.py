@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import pytest
+
+if TYPE_CHECKING:
+    from tests.support.postgres import PostgresServer
 
 ROOT = Path(__file__).resolve().parent.parent
 #: CoCalc response bodies (how each was obtained: tests/fixtures/cocalc/README.md).
@@ -32,6 +36,18 @@ def _no_cocalc_env(monkeypatch: pytest.MonkeyPatch) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server of the suite's own (see tests/support/postgres.py)."""
+    from tests.support.postgres import PostgresServer
+
+    server = PostgresServer().start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
 def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """No server of the suite, and no kernel of one, outlives the suite.
 
@@ -42,14 +58,19 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     import time
 
     from cocalc_tasks.server.process import DATA_DIR_PREFIX
+    from tests.support.postgres import ROOT_PREFIX
     from tests.support.procs import cmdline, processes_mentioning
 
-    roots = [str(session.config._tmp_path_factory.getbasetemp()), f"/{DATA_DIR_PREFIX}"]
+    roots = [
+        str(session.config._tmp_path_factory.getbasetemp()),
+        f"/{DATA_DIR_PREFIX}",
+        f"/{ROOT_PREFIX}",
+    ]
 
     def left_behind() -> list[int]:
         return [
             pid
-            for marker in ("/kernel-", "cocalc_tasks serve")
+            for marker in ("/kernel-", "cocalc_tasks serve", "bin/postgres")
             for pid in processes_mentioning(marker)
             if any(root in cmdline(pid) for root in roots)
         ]

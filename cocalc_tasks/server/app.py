@@ -10,10 +10,12 @@ HTTP 200 with ``{"error": message}``.
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import functools
 import json
 import logging
 import os
+import socket
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -23,16 +25,15 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
 
 from cocalc_tasks.server.auth import V2_KEY_PREFIX, Identity, KeyRing
-from cocalc_tasks.server.cache import ResultCache
 from cocalc_tasks.server.exec_service import ExecService
 from cocalc_tasks.server.forkserver import fork_supported
-from cocalc_tasks.server.jobs import JobStore
 from cocalc_tasks.server.kernelspecs import KernelCatalog
 from cocalc_tasks.server.pool import KernelPools
 from cocalc_tasks.server.project_bridge import ProjectBridge, now_ms
 from cocalc_tasks.server.sandbox import Area, Limits, Sandbox, kernel_prefixes
 from cocalc_tasks.server.service import ApiError, ExecutionService
 from cocalc_tasks.server.settings import CONFIG_ENV, ServerSettings
+from cocalc_tasks.server.storage import open_storage
 
 __all__ = ["create_app"]
 
@@ -42,6 +43,8 @@ log = logging.getLogger("cocalc_tasks.server")
 Action = Callable[[dict[str, Any], Identity], Awaitable[Any]]
 
 HUB_AUTH_ERROR = "must be signed in and MUST provide an api key (cookies are not allowed)"
+#: Names the replica that answered, for operators behind a load balancer.
+REPLICA_HEADER = "x-cocalc-tasks-replica"
 #: CoCalc routes any method; only a POST body carries parameters.
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -154,9 +157,16 @@ async def _read_params(request: Request, limit: int) -> dict[str, Any]:
     return value
 
 
+def replica_name(settings: ServerSettings) -> str:
+    """``--replica-name``, or this host and port."""
+    return settings.replica_name or f"{socket.gethostname()}:{settings.port}"
+
+
 def create_app(settings: ServerSettings) -> FastAPI:
     """Build the app; kernels start in the lifespan and are all shut down on exit.
 
+    Connects to the database (and brings its schema up to date) at once, so a wrong
+    ``--database-url`` fails here with a :class:`~cocalc_tasks.server.storage.DatabaseError`.
     Raises :class:`~cocalc_tasks.server.sandbox.SandboxUnavailable` for ``--sandbox bwrap``
     where bubblewrap cannot run."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
@@ -187,6 +197,17 @@ def create_app(settings: ServerSettings) -> FastAPI:
         keys = KeyRing([k for k in settings.api_keys if k.startswith(V2_KEY_PREFIX)], {})
     else:
         keys = KeyRing(settings.api_keys, settings.project_keys)
+    replica = replica_name(settings)
+    storage = open_storage(
+        settings.database_url,
+        settings.data_dir,
+        replica=replica,
+        cache_ttl=settings.cache_ttl_seconds,
+        job_ttl=settings.job_ttl_seconds,
+        log_ttl=settings.api_log_ttl_seconds,
+        pool_size=settings.database_pool_size,
+    )
+    log.info("storage: %s (replica %r)", storage.db.where, replica)
     state: dict[str, Any] = {"sandbox": sandbox}
 
     environments: dict[str, dict[str, str]] = {}
@@ -221,25 +242,34 @@ def create_app(settings: ServerSettings) -> FastAPI:
             idle_seconds=settings.area_idle_seconds,
             sage_threads=settings.sage_threads,
         )
-        cache = ResultCache(settings.data_dir / "cache.sqlite3", settings.cache_ttl_seconds)
-        cache.purge_expired()
-        jobs = JobStore(settings.data_dir / "jobs.sqlite3", settings.job_ttl_seconds)
-        execs = ExecService(settings, jobs, base_env, sandbox=sandbox)
+        storage.replicas.beat()
+        storage.purge_expired()
+        execs = ExecService(
+            settings,
+            storage.jobs,
+            base_env,
+            sandbox=sandbox,
+            registry=storage.replicas,
+            exclusive=storage.db.engine == "sqlite",
+        )
         execs.recover()
-        state["service"] = service = ExecutionService(settings, catalog, pools, cache, sandbox)
+        state["service"] = service = ExecutionService(settings, catalog, pools, storage, sandbox)
         state["exec"] = execs
         state["bridge"] = ProjectBridge(execs, service, pools, sandbox, rewrite=rewrite)
         for name in settings.kernels:
             pools.warm(catalog.resolve(name).spec_name)
-        reaper = asyncio.ensure_future(_close_idle_areas(pools))
+        background = [
+            asyncio.ensure_future(_close_idle_areas(pools)),
+            asyncio.ensure_future(execs.watch()),
+        ]
         try:
             yield
         finally:
-            reaper.cancel()
+            for task in background:
+                task.cancel()
             await execs.close()
             await pools.close()
-            cache.close()
-            jobs.close()
+            storage.close()
 
     app = FastAPI(title="cocalc-tasks local CoCalc server", lifespan=lifespan)
 
@@ -251,17 +281,23 @@ def create_app(settings: ServerSettings) -> FastAPI:
         result: ExecService = state["exec"]
         return result
 
+    headers = {REPLICA_HEADER: replica}
+
     async def handle(request: Request, action: Action) -> JSONResponse:
         try:
             params = await _read_params(request, settings.max_body_bytes)
             identity = keys.identify(request.headers.get("authorization"))
+            if request.client is not None:
+                identity = dataclasses.replace(identity, address=request.client.host)
             result = await action(params, identity)
         except (_BadBody, ApiError) as exc:
-            return JSONResponse({"error": str(exc)})
+            return JSONResponse({"error": str(exc)}, headers=headers)
         except Exception as exc:  # keep serving whatever happens in one request
             log.exception("unexpected error")
-            return JSONResponse({"error": f"Error: internal server error ({type(exc).__name__})"})
-        return JSONResponse(result)
+            return JSONResponse(
+                {"error": f"Error: internal server error ({type(exc).__name__})"}, headers=headers
+            )
+        return JSONResponse(result, headers=headers)
 
     if not rewrite:  # cocalc-ai removed the v2 Jupyter routes: a 404 there
 
@@ -305,7 +341,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 if name == "jupyter.kernels":
                     return service().kernels(kwargs, identity)
                 if name == "jupyter.execute":
-                    return await service().execute(kwargs, identity) or None
+                    return await service().execute(kwargs, identity, route="hub") or None
             except ApiError as exc:
                 text = str(exc)
                 raise ApiError(text if text.startswith("Error: ") else f"Error: {text}") from None
@@ -345,6 +381,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             "live_kernels": pools.live_count(),
             "running_commands": execs().running_count(),
             "sandbox": sandbox.mode,
+            "replica": replica,
+            "database": storage.db.engine,
         }
 
     return app

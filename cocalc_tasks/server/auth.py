@@ -45,6 +45,8 @@ class Identity:
     project_id: str | None = None
     #: A stable id for an account key (derived from a digest of the key, never the key).
     account_id: str | None = None
+    #: The client's address (behind a proxy, the one it forwarded): an anonymous caller's id.
+    address: str | None = None
 
     @property
     def signed_in(self) -> bool:

@@ -11,11 +11,19 @@ contract and for where this server differs from CoCalc master:
 - ``path`` stays inside the project directory, as for kernels;
 - every stream is capped at ``--exec-max-output`` characters, blocking calls included;
 - a malformed field is refused with ``invalid exec request: ...`` naming it.
+
+Jobs are rows in the shared store, so replicas sharing a database serve each other's jobs:
+any replica reads and awaits a job from its row (the owner flushes output every 0.2 s), a
+cancel through another replica is recorded in the row and acted on by the owner's watch
+(:meth:`ExecService.watch`, every 0.25 s), and a replica whose heartbeat stops has its running
+jobs marked ``error`` by the first replica to notice. Store calls run in worker threads (writes
+in one, in order), so a slow database never stalls the event loop.
 """
 
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import dataclasses
 import logging
@@ -33,10 +41,11 @@ import psutil
 from cocalc_tasks.server.area_spawners import Spawners
 from cocalc_tasks.server.auth import Identity, PathEscape, project_directory, resolve_path
 from cocalc_tasks.server.commands import CommandSpec, RunningCommand, build_spec
-from cocalc_tasks.server.jobs import JobRecord, JobStore
 from cocalc_tasks.server.sandbox import Limits, Sandbox, child_setup
 from cocalc_tasks.server.service import ApiError, checked_project_id
 from cocalc_tasks.server.settings import ServerSettings
+from cocalc_tasks.server.storage import JobRecord, JobStore, ReplicaRegistry
+from cocalc_tasks.server.storage.jobs import ORPHANED
 
 __all__ = ["ExecService"]
 
@@ -51,7 +60,15 @@ STOPPED = (
     "the cocalc-tasks server was stopped while this job was running; its process group was "
     "killed and its output up to that moment is kept"
 )
+DEAD_REPLICA = (
+    "the cocalc-tasks replica '{name}' stopped answering while this job was running (no "
+    "heartbeat for {silent:.0f} s); its output up to its last write is kept"
+)
 _FLUSH_SECONDS = 0.2
+#: How often a replica renews its heartbeat and reads the cancels asked of its jobs.
+WATCH_SECONDS = 0.25
+#: How often a remote job's row is read while a caller awaits it or its cancel.
+_POLL_SECONDS = 0.2
 _DROPPED_ENV = ("DEBUG", "DEBUG_CONSOLE", "NODE_ENV", "DEBUG_FILE")
 
 
@@ -84,6 +101,8 @@ class _Job:
         self.job_id = job_id
         self.err_on_exit = True
         self.dirty = False
+        #: Set once the final record is written (or the job was settled elsewhere).
+        self.settled = asyncio.Event()
 
 
 class ExecService:
@@ -94,9 +113,18 @@ class ExecService:
         base_env: Mapping[str, str],
         *,
         sandbox: Sandbox | None = None,
+        registry: ReplicaRegistry | None = None,
+        exclusive: bool = True,
     ) -> None:
+        """``exclusive``: no other server uses ``store`` (SQLite in this server's locked data
+        directory), so every job found running at start was this server's."""
         self.settings = settings
         self.store = store
+        self.replica = store.replica
+        self.registry = registry
+        self.exclusive = exclusive
+        # Writes go through one thread, so a job's flushes and its final record stay in order.
+        self._writer = concurrent.futures.ThreadPoolExecutor(1, "cocalc-jobs-writer")
         self.sandbox = sandbox
         self._rlimits = Limits.parse(settings.exec_limits).rlimits()
         self._setup = child_setup(self._rlimits, ignore_sigint=False)
@@ -118,21 +146,64 @@ class ExecService:
         self._running: set[_Job] = set()
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
-        self._purged = time.monotonic()
 
     # -- lifecycle -------------------------------------------------------------------------
     def recover(self) -> int:
-        """Settle jobs left ``running`` by a server that died: kill what is left of their
-        process groups and mark them ``error``. Returns how many there were."""
-        orphans = self.store.running()
-        for row in orphans:
+        """Settle jobs this replica left ``running`` when it died (kill what is left of their
+        process groups, mark them ``error``) and those of replicas that stopped answering.
+        Returns how many there were. Called once, before serving."""
+        orphans = self.store.running(None if self.exclusive else self.replica)
+        for record in orphans:
             if self._spawners is None:  # in sandboxes, jobs died with their server
-                _kill_leftover(row.get("pid"), row.get("start"))
-            self.store.mark_orphaned(row["job_id"])
-        self.store.purge_expired()
+                _kill_leftover(record.pid, record.start)
+            self.store.mark_orphaned(record.job_id, ORPHANED + f" (replica '{record.replica}')")
         if orphans:
-            log.warning("%d job(s) were running when the server last stopped", len(orphans))
-        return len(orphans)
+            log.warning("%d job(s) were running when this server last stopped", len(orphans))
+        count = len(orphans) + self.settle_dead_replicas()
+        self.store.purge_expired()
+        return count
+
+    def settle_dead_replicas(self) -> int:
+        """Mark ``error`` the running jobs of replicas silent for ``--replica-timeout``."""
+        if self.registry is None:
+            return 0
+        count = 0
+        for name, heartbeat in self.registry.silent(self.settings.replica_timeout).items():
+            message = DEAD_REPLICA.format(name=name, silent=time.time() - heartbeat)
+            settled = [r.job_id for r in self.store.running(name)]
+            settled = [job_id for job_id in settled if self.store.mark_orphaned(job_id, message)]
+            self.registry.forget(name)
+            if settled:
+                log.warning(
+                    "replica %r stopped answering: marked its %d running job(s) error",
+                    name,
+                    len(settled),
+                )
+            count += len(settled)
+        return count
+
+    async def watch(self) -> None:
+        """Run for the server's lifetime: renew the heartbeat, act on cancels asked through
+        other replicas (and on jobs they settled), and settle dead replicas' jobs."""
+        beats = 0
+        while True:
+            try:
+                if self.registry is not None and beats % 4 == 0:
+                    await asyncio.to_thread(self.registry.beat)
+                    await asyncio.to_thread(self.settle_dead_replicas)
+                local = [j for j in self._jobs.values() if j.command.running]
+                ids = [j.job_id for j in local if j.job_id is not None]
+                stop = set(await asyncio.to_thread(self.store.to_stop, ids)) if ids else set()
+                for job in local:
+                    if job.job_id in stop and job.command.running:
+                        log.info("cancelling job %s, as asked through the store", job.job_id)
+                        job.command.cancel()
+                if beats % 240 == 0:
+                    await asyncio.to_thread(self.store.purge_expired)
+            except Exception:  # keep watching whatever one pass met (a database restart)
+                log.exception("the job watch failed; trying again")
+            beats += 1
+            await asyncio.sleep(WATCH_SECONDS)
 
     async def close(self) -> None:
         """Kill every running command's group; running jobs are recorded as ``error``."""
@@ -143,10 +214,13 @@ class ExecService:
         for task in list(self._tasks):
             with contextlib.suppress(BaseException):
                 await asyncio.wait_for(asyncio.shield(task), 5)
+        await asyncio.to_thread(self._writer.shutdown, wait=True)
         for job in jobs:
             c, job_id = job.command, job.job_id or ""
             self.store.update(job_id, stdout=c.stdout.text, stderr=c.stderr.text, stats=c.stats)
             self.store.mark_orphaned(job_id, STOPPED)
+        if self.registry is not None:
+            self.registry.forget()
         if self._spawners is not None:
             await self._spawners.close()
 
@@ -204,10 +278,7 @@ class ExecService:
         self._running.add(job)
         if job_id is not None:
             self._jobs[job_id] = job
-            self.store.create(self._record(job))
-            if time.monotonic() - self._purged > 60:  # expired jobs leave the file
-                self._purged = time.monotonic()
-                self.store.purge_expired()
+            await self._write(self.store.create, self._record(job))
         self._spawn(self._supervise(job))
         if job_id is None:
             limit = self.settings.hub_timeout if flavor == "http" else None
@@ -312,9 +383,17 @@ class ExecService:
         finally:
             self._running.discard(job)
             if job.job_id is not None:
-                self._jobs.pop(job.job_id, None)
-                if not self._closed:
-                    self.store.update(job.job_id, **self._final_fields(job))
+                try:
+                    if not self._closed:
+                        await self._write(self.store.update, job.job_id, **self._final_fields(job))
+                finally:
+                    self._jobs.pop(job.job_id, None)
+                    job.settled.set()
+
+    def _write(self, fn: Any, *args: Any, **kwargs: Any) -> asyncio.Future[Any]:
+        """Run a store write in the writer thread, after those already queued."""
+        loop = asyncio.get_running_loop()
+        return loop.run_in_executor(self._writer, lambda: fn(*args, **kwargs))
 
     def _mark_dirty(self, job: _Job) -> None:
         if job.job_id is None or job.dirty:
@@ -327,7 +406,10 @@ class ExecService:
         if job.job_id is None or not job.command.running or self._closed:
             return
         c = job.command
-        self.store.update(job.job_id, stdout=c.stdout.text, stderr=c.stderr.text, stats=c.stats)
+        future = self._write(
+            self.store.update, job.job_id, stdout=c.stdout.text, stderr=c.stderr.text, stats=c.stats
+        )
+        future.add_done_callback(_log_failure)
 
     async def _wait_done(self, job: _Job, limit: float | None, fail: _Failure) -> None:
         try:
@@ -409,16 +491,30 @@ class ExecService:
             pid=c.pid,
             elapsed_s=None,
             stats=list(c.stats),
+            replica=self.replica,
         )
 
-    def _lookup(self, job_id: str, project_id: str, fail: _Failure) -> JobRecord:
+    async def _lookup(self, job_id: str, project_id: str, fail: _Failure) -> JobRecord:
         job = self._jobs.get(job_id)
         if job is not None and job.project_id == project_id:
             return self._record(job)
-        record = self.store.get(job_id, project_id)
+        record = await asyncio.to_thread(self.store.get, job_id, project_id)
         if record is None:
             raise fail(f"Async operation '{job_id}' does not exist.", thrown=True)
         return record
+
+    async def _await_row(
+        self, job_id: str, project_id: str, fail: _Failure, limit: float | None
+    ) -> JobRecord:
+        """A job another replica runs: read its row until it is finished, or ``limit``."""
+        deadline = None if limit is None else time.monotonic() + limit
+        while True:
+            record = await self._lookup(job_id, project_id, fail)
+            if record.status != "running":
+                return record
+            if deadline is not None and time.monotonic() >= deadline:
+                raise ApiError(HUB_GAVE_UP)
+            await asyncio.sleep(_POLL_SECONDS)
 
     # -- get / await / cancel --------------------------------------------------------------
     async def _get(
@@ -432,19 +528,25 @@ class ExecService:
         limit: float | None,
     ) -> dict[str, Any]:
         job = self._jobs.get(job_id)
-        if wait and job is not None and job.project_id == project_id:
+        if not wait:
+            return (await self._lookup(job_id, project_id, fail)).body(with_stats=stats)
+        if job is not None and job.project_id == project_id:
             await self._wait_done(job, limit, fail)
-            await asyncio.sleep(0)  # let the supervisor write the final record
-        return self._lookup(job_id, project_id, fail).body(with_stats=stats)
+            await job.settled.wait()  # the supervisor writes the final record
+        return (await self._await_row(job_id, project_id, fail, limit)).body(with_stats=stats)
 
     async def _cancel(self, job_id: str, project_id: str, fail: _Failure) -> dict[str, Any]:
         job = self._jobs.get(job_id)
-        if job is not None and job.project_id == project_id and job.command.running:
-            job.command.cancel()
+        if job is not None and job.project_id == project_id:
+            if job.command.running:
+                job.command.cancel()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(asyncio.shield(job.command.done.wait()), 10)
-            await asyncio.sleep(0)
-        return self._lookup(job_id, project_id, fail).body(with_stats=True)
+                await asyncio.wait_for(asyncio.shield(job.settled.wait()), 10)
+        elif await asyncio.to_thread(self.store.request_cancel, job_id, project_id):
+            # Another replica runs it: its watch reads the request and kills the job.
+            with contextlib.suppress(ApiError):
+                await self._await_row(job_id, project_id, fail, 10)
+        return (await self._lookup(job_id, project_id, fail)).body(with_stats=True)
 
     def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
         task = asyncio.ensure_future(coro)
@@ -492,6 +594,11 @@ def _number(params: Mapping[str, Any], name: str, default: float) -> float:
     if value < 0:
         raise _Invalid(f"{name} must not be negative")
     return float(value)
+
+
+def _log_failure(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("writing a job's output to the store failed: %s", exc)
 
 
 def _kill_leftover(pid: object, start: object) -> None:

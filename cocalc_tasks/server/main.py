@@ -9,6 +9,7 @@ app's lifespan then shuts every kernel down, so no kernel process outlives the s
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import fcntl
 import logging
 import os
@@ -55,14 +56,10 @@ def serve(settings: ServerSettings) -> int:
     from cocalc_tasks.server.app import create_app
     from cocalc_tasks.server.kernelspecs import UnknownKernel
     from cocalc_tasks.server.sandbox import SandboxUnavailable
+    from cocalc_tasks.server.storage import DatabaseError
 
     lock = lock_data_dir(settings.data_dir)
     if lock is None:
-        return 2
-    try:
-        app = create_app(settings)
-    except (UnknownKernel, SandboxUnavailable) as exc:
-        print(f"cocalc-tasks serve: error: {exc}", file=sys.stderr)
         return 2
     family = socket.AF_INET6 if ":" in settings.host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY on accepted connections only then,
@@ -77,12 +74,25 @@ def serve(settings: ServerSettings) -> int:
             file=sys.stderr,
         )
         return 2
-    sock.listen(128)
     host, port = sock.getsockname()[:2]
+    settings = dataclasses.replace(settings, port=port)  # the replica's name holds the real one
+    try:
+        app = create_app(settings)
+    except (UnknownKernel, SandboxUnavailable, DatabaseError) as exc:
+        print(f"cocalc-tasks serve: error: {exc}", file=sys.stderr)
+        sock.close()
+        return 2
+    sock.listen(128)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"cocalc-tasks server listening on http://{shown}:{port}", flush=True)
     config = uvicorn.Config(
-        app, log_level="warning", access_log=False, timeout_graceful_shutdown=10, lifespan="on"
+        app,
+        log_level="warning",
+        access_log=False,
+        timeout_graceful_shutdown=10,
+        lifespan="on",
+        proxy_headers=True,
+        forwarded_allow_ips=settings.trusted_proxies,
     )
     server = uvicorn.Server(config)
     server.run(sockets=[sock])

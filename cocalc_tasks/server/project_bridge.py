@@ -148,7 +148,7 @@ class ProjectBridge:
         params.update(project_id=project_id, noCache=True)
         owner = Identity("project", project_id)
         try:
-            answer = await self.kernels.execute(params, owner)
+            answer = await self.kernels.execute(params, owner, route="project")
         except ApiError as exc:
             text = str(exc)
             raise ApiError(text if text.startswith("Error: ") else f"Error: {text}") from None

@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
+import time
 import uuid
 from collections.abc import Mapping
 from datetime import UTC, datetime
@@ -23,13 +24,14 @@ from typing import Any
 
 from cocalc_tasks.hashing import compute_hash
 from cocalc_tasks.server.auth import Identity, PathEscape, project_directory, resolve_path
-from cocalc_tasks.server.cache import ResultCache
 from cocalc_tasks.server.kernelspecs import KernelCatalog, UnknownKernel
 from cocalc_tasks.server.outputs import OutputCollector, OutputLimits
 from cocalc_tasks.server.pool import KernelPools, KernelStartError
+from cocalc_tasks.server.quotas import QuotaExceeded, Quotas, caller_ids
 from cocalc_tasks.server.runner import KernelDied, chdir_code, run_cell
 from cocalc_tasks.server.sandbox import Sandbox
 from cocalc_tasks.server.settings import ServerSettings
+from cocalc_tasks.server.storage import ApiCall, Storage
 
 __all__ = ["INVALID_UUID", "ApiError", "ExecutionService", "checked_project_id"]
 
@@ -93,13 +95,15 @@ class ExecutionService:
         settings: ServerSettings,
         catalog: KernelCatalog,
         pools: KernelPools,
-        cache: ResultCache,
+        storage: Storage,
         sandbox: Sandbox | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pools = pools
-        self.cache = cache
+        self.cache = storage.cache
+        self.api_log = storage.api_log
+        self.quotas = Quotas(storage.api_log, settings)
         self.sandbox = sandbox
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self.sandbox_dir = settings.data_dir / "sandbox"
@@ -121,12 +125,48 @@ class ExecutionService:
         return self.catalog.listing()
 
     # -- execute -----------------------------------------------------------------------------
-    async def execute(self, params: Mapping[str, Any], identity: Identity) -> dict[str, Any]:
-        """Return ``{"output", "created"}`` plus ``id`` on a cache hit; ``{}`` on a hash miss."""
+    async def execute(
+        self, params: Mapping[str, Any], identity: Identity, *, route: str = "v2"
+    ) -> dict[str, Any]:
+        """Return ``{"output", "created"}`` plus ``id`` on a cache hit; ``{}`` on a hash miss.
+
+        Every call is written to the API log, refusals included, under ``route``."""
+        started = time.monotonic()
+        facts: dict[str, Any] = {"cached": False}
+        error: str | None = None
+        try:
+            answer = await self._execute(params, identity, facts)
+        except ApiError as exc:
+            error = str(exc)
+            raise
+        finally:
+            account_id, anonymous_id = caller_ids(identity)
+            call = ApiCall(
+                route=route,
+                account_id=account_id,
+                anonymous_id=anonymous_id,
+                project_id=facts.get("project_id"),
+                path=facts.get("path"),
+                kernel=facts.get("kernel"),
+                hash=facts.get("hash"),
+                tag=facts.get("tag"),
+                cached=facts["cached"],
+                total_time_s=time.monotonic() - started,
+                error=error,
+            )
+            try:
+                await asyncio.to_thread(self.api_log.record, call)
+            except Exception:  # a lost log row must not lose the caller's result
+                log.exception("could not write the API log")
+        return answer
+
+    async def _execute(
+        self, params: Mapping[str, Any], identity: Identity, facts: dict[str, Any]
+    ) -> dict[str, Any]:
         no_cache = bool(params.get("noCache"))
         digest = params.get("hash")
         if digest is not None and not no_cache:
-            return self._lookup(digest, identity)
+            return await self._lookup(digest, identity, facts)
         input_ = _optional_str(params, "input")
         kernel_name = _optional_str(params, "kernel")
         if input_ is None:
@@ -136,7 +176,12 @@ class ExecutionService:
         history = _history(params)
         project_id = _project_id(params)
         path = _optional_str(params, "path")
-        _optional_str(params, "tag")  # checked only: CoCalc writes it to its API log
+        facts.update(
+            kernel=kernel_name,
+            project_id=project_id.lower() if project_id else None,
+            path=path,
+            tag=_optional_str(params, "tag"),  # CoCalc writes it to its API log
+        )
         self._authorize(identity, project_id)
         try:
             kernel = self.catalog.resolve(kernel_name)
@@ -144,14 +189,25 @@ class ExecutionService:
             raise ApiError(SPAWN_FAILED + str(exc)) from None
         directory = self._directory(project_id, path)
         digest = compute_hash(input_, kernel_name, history, project_id, path)
-        if not no_cache and (hit := self._cached(digest, identity)) is not None:
+        facts["hash"] = digest
+        if not no_cache and (hit := await self._cached(digest, identity)) is not None:
+            facts["cached"] = True
             return hit
+        if project_id is None:  # CoCalc's quotas hold in the global pool, on a cache miss
+            try:
+                await asyncio.to_thread(self.quotas.check, identity)
+            except QuotaExceeded as exc:
+                raise ApiError(str(exc)) from None
         created = js_iso_now()
         output = await self._run(kernel.spec_name, directory, history, input_, project_id)
-        self.cache.put(digest, output, created, project_id.lower() if project_id else None)
+        await asyncio.to_thread(
+            self.cache.put, digest, output, created, project_id.lower() if project_id else None
+        )
         return {"output": output, "created": created}
 
-    def _lookup(self, digest: object, identity: Identity) -> dict[str, Any]:
+    async def _lookup(
+        self, digest: object, identity: Identity, facts: dict[str, Any]
+    ) -> dict[str, Any]:
         """A hash-only lookup. CoCalc answers it before any check; here the caller must be
         allowed to call at all, and a project's result is only a hit for those who may use
         that project (for anyone else it is a miss, which says nothing of its existence)."""
@@ -159,10 +215,13 @@ class ExecutionService:
             raise ApiError(NOT_SIGNED_IN)
         if not isinstance(digest, str) or not _HASH_RE.match(digest):
             raise ApiError("hash must be a string of 40 hex digits")
-        return self._cached(digest, identity) or {}
+        facts["hash"] = digest
+        hit = await self._cached(digest, identity)
+        facts["cached"] = hit is not None
+        return hit or {}
 
-    def _cached(self, digest: str, identity: Identity) -> dict[str, Any] | None:
-        hit = self.cache.get(digest)
+    async def _cached(self, digest: str, identity: Identity) -> dict[str, Any] | None:
+        hit = await asyncio.to_thread(self.cache.get, digest)
         if hit is None:
             return None
         if hit.project_id is not None and not (

@@ -373,6 +373,74 @@ class ServerSettings:
         help="how long a finished job stays readable after it was last read",
     )
 
+    database_url: str | None = setting(
+        None,
+        kind="str",
+        secret=True,
+        metavar="URL",
+        shown_default="(none: SQLite in DATA_DIR)",
+        help="postgresql://USER:PASSWORD@HOST:PORT/DB: keep the result cache, the API log and "
+        "the exec jobs in PostgreSQL, shared by every replica pointed at it (prefer the "
+        "variable: argv is visible in ps)",
+    )
+    database_pool_size: int = setting(
+        8, kind="int", minimum=1, help="PostgreSQL connections each replica keeps at most"
+    )
+    replica_name: str | None = setting(
+        None,
+        kind="str",
+        shown_default="HOST:PORT",
+        help="this server's name among the replicas sharing a database; keep it across "
+        "restarts, so a restarted replica settles the jobs it was running",
+    )
+    trusted_proxies: str = setting(
+        "127.0.0.1",
+        kind="str",
+        metavar="ADDRESSES",
+        help="comma-separated addresses of proxies whose X-Forwarded-For names the client "
+        "(the address an anonymous quota counts); * for any",
+    )
+    replica_timeout: float = setting(
+        10.0,
+        kind="float",
+        minimum=1.0,
+        help="seconds without a heartbeat after which a replica is dead and its running jobs "
+        "are marked error",
+    )
+    api_log_ttl_seconds: float = setting(
+        30 * 24 * 3600.0,
+        kind="float",
+        minimum=_POSITIVE,
+        help="how long API log rows are kept (at least quota-period for the quotas to hold)",
+    )
+    quota_anonymous: float = setting(
+        180.0,
+        kind="float",
+        minimum=0,
+        help="compute seconds per quota period for each anonymous client address in the "
+        "global pool (CoCalc's); 0 for no quota",
+    )
+    quota_account: float = setting(
+        900.0,
+        kind="float",
+        minimum=0,
+        help="compute seconds per quota period for each key in the global pool (CoCalc's); "
+        "0 for no quota",
+    )
+    quota_site: float = setting(
+        18_000.0,
+        kind="float",
+        minimum=0,
+        help="compute seconds per quota period for all global-pool callers together "
+        "(CoCalc's); 0 for no quota",
+    )
+    quota_period: float = setting(
+        3600.0,
+        kind="float",
+        minimum=1.0,
+        help="the rolling window of the quotas, in seconds (CoCalc's: one hour)",
+    )
+
     def __post_init__(self) -> None:
         for decl in declarations():
             decl.check(getattr(self, decl.name))

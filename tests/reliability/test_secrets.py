@@ -41,6 +41,5 @@ def test_no_key_in_server_log_or_data(server: LocalServer, reliability_dir: Path
     )
     files = [p for p in reliability_dir.rglob("*") if p.is_file()]
     assert (reliability_dir / "server.log") in files
-    assert any(p.name.startswith("cache.sqlite3") for p in files)
-    assert any(p.name.startswith("jobs.sqlite3") for p in files)
+    assert any(p.name.startswith("state.sqlite3") for p in files)
     assert files_containing(reliability_dir, SECRET_KEY) == []

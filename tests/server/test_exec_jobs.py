@@ -129,4 +129,4 @@ def test_a_relative_data_dir_works_for_kernels_and_commands(
         assert c.execute("print(6 * 7)", "python3").stdout == "42\n"
         assert c.execute("echo $((6 * 7))", "bash").stdout == "42\n"
         assert c.exec("pwd").stdout.strip() == str(tmp_path / "rel-data/projects" / PROJECT_ID)
-    assert (tmp_path / "rel-data" / "jobs.sqlite3").exists()
+    assert (tmp_path / "rel-data" / "state.sqlite3").exists()

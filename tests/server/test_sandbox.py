@@ -126,14 +126,9 @@ def _attempts(e: dict[str, object]) -> list[tuple[str, str, str]]:
             "cat /proc/[0-9]*/environ",
         ),
         (
-            "cache-sqlite",
-            f"print(open({str(data)!r} + '/cache.sqlite3', 'rb').read())",
-            f"cat {data}/cache.sqlite3",
-        ),
-        (
-            "jobs-sqlite",
-            f"print(open({str(data)!r} + '/jobs.sqlite3', 'rb').read())",
-            f"cat {data}/jobs.sqlite3",
+            "state-sqlite",
+            f"print(open({str(data)!r} + '/state.sqlite3', 'rb').read())",
+            f"cat {data}/state.sqlite3",
         ),
         ("server-config", f"print(open({str(config)!r}).read())", f"cat {config}"),
         (
