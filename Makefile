@@ -17,7 +17,7 @@ SYNC := $(UV) sync --locked --quiet
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
 .PHONY: help env airflow-env prefect-env sage-env demo test test-core test-airflow test-prefect \
-        test-sage lint bench soak clean bwrap
+        test-sage lint bench soak clean bwrap postgres nginx
 
 help:
 	@echo "make demo   run the example pipeline against the embedded local server"
@@ -47,17 +47,31 @@ demo: env airflow-env prefect-env sage-env
 # when .venv-sage is missing, so the flagship workload is always tested.
 test: lint test-core test-sage test-airflow test-prefect
 
-test-core: env bwrap
-	.venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/reliability
+# COCALC_REQUIRE_POSTGRES=1: the PostgreSQL tests fail (not skip) where it cannot start.
+test-core: env bwrap postgres nginx
+	COCALC_REQUIRE_POSTGRES=1 .venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/reliability
 
-# The sandbox tests run bubblewrap for real: install Debian's package where it is missing.
-bwrap:
-	@command -v bwrap >/dev/null 2>&1 || { \
+# Real parts, installed from Debian's packages where missing (as root, or with sudo -n):
+# bubblewrap for the sandbox tests, PostgreSQL and nginx for the replica tests.
+# $(call apt_install,PACKAGE,CHECK): run CHECK, install PACKAGE when it fails.
+define apt_install
+	@$(2) >/dev/null 2>&1 || { \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; elif sudo -n true 2>/dev/null; then SUDO=sudo; \
-	  else echo "bubblewrap is missing: install Debian's bubblewrap package (apt-get install bubblewrap)" >&2; exit 1; fi; \
-	  echo "installing bubblewrap (Debian's package) for the sandbox tests"; \
-	  $$SUDO apt-get update -qq >/dev/null && $$SUDO apt-get install -y -qq bubblewrap >/dev/null; }
-	@bwrap --version
+	  else echo "$(1) is missing: install Debian's $(1) package (apt-get install $(1))" >&2; exit 1; fi; \
+	  echo "installing $(1) (Debian's package) for the tests"; \
+	  $$SUDO apt-get update -qq >/dev/null && \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq --no-install-recommends $(1) >/dev/null; }
+	@$(2) >/dev/null
+endef
+
+bwrap:
+	$(call apt_install,bubblewrap,bwrap --version)
+
+postgres:
+	$(call apt_install,postgresql,ls /usr/lib/postgresql/*/bin/initdb /usr/lib/postgresql/*/bin/pg_ctl)
+
+nginx:
+	$(call apt_install,nginx,sh -c 'command -v nginx || test -x /usr/sbin/nginx')
 
 test-airflow: airflow-env sage-env
 	COCALC_REQUIRE_SAGE=1 .venv-airflow/bin/pytest $(PYTEST_FLAGS) tests/airflow
@@ -76,7 +90,7 @@ lint: env airflow-env prefect-env
 	.venv-airflow/bin/mypy --strict airflow_provider
 	.venv-prefect/bin/mypy --strict prefect_tasks
 
-bench: env bwrap sage-env prefect-env
+bench: env bwrap postgres nginx sage-env prefect-env
 	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --extra postgres --group dev --group peer --group fuzz --group bench
 	.venv/bin/python -m bench.run
 
