@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import asyncio
 import json
+import sqlite3
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,6 +13,7 @@ from prefect import flow, unmapped
 from prefect.context import get_run_context
 
 from cocalc_tasks import CocalcExecutionError, ExecutionResult
+from cocalc_tasks.server.process import LocalServer
 from prefect_tasks import (
     COCALC_CONTENT_HASH,
     CocalcCredentials,
@@ -167,3 +170,40 @@ def test_async_task_creates_its_artifact(credentials: CocalcCredentials) -> None
     assert asyncio.run(f()) == "art\n"
     found = artifacts("cocalc-async-art")
     assert found and "art" in found[0].data
+
+
+def test_a_real_quota_refusal_is_retried_until_the_window_rolls_on(tmp_path: Path) -> None:
+    """The local server with a quota of 1 s per 3 s: the second call is refused with CoCalc's
+    message (CocalcQuotaError, transient), and the task's retry succeeds once usage ages out."""
+    args = ["--kernels", "python3", "--quota-anonymous", "1", "--quota-period", "3"]
+    with LocalServer(data_dir=tmp_path / "data", args=args) as server:
+        creds = CocalcCredentials(host=server.url)
+
+        @flow
+        def f() -> tuple[str, str, int]:
+            first = execute_code(creds, "import time; time.sleep(2.1); print('used')", "python3")
+            second = execute_code.with_options(retry_delay_seconds=3.5, retry_jitter_factor=0)(
+                creds, "print(6 * 7)", "python3", return_state=True
+            )
+            tries = second.state_details.task_run_id
+            run = get_client_sync().read_task_run(tries)
+            return first.stdout, second.result().stdout, run.run_count
+
+        used, answer, run_count = f()
+        assert (used, answer, run_count) == ("used\n", "42\n", 2)
+        with sqlite3.connect(server.data_dir / "state.sqlite3") as db:
+            errors = [
+                r[0] for r in db.execute("SELECT error FROM jupyter_api_log ORDER BY id").fetchall()
+            ]
+    assert errors == [
+        None,
+        "You may use at most 1 seconds of compute time per 3 seconds. "
+        "Sign in to increase your quota.",
+        None,
+    ]
+
+
+def get_client_sync() -> Any:
+    from prefect.client.orchestration import get_client
+
+    return get_client(sync_client=True)
