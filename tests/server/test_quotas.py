@@ -18,6 +18,7 @@ import requests
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.errors import CocalcQuotaError
 from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.quotas import SITE_USAGE_SECONDS
 from tests.conftest import SECRET_KEY, load_fixture
 from tests.server.conftest import PROJECT_ID
 
@@ -176,6 +177,7 @@ def test_cocalcs_default_quotas_and_exact_messages(tmp_path: Path) -> None:
         use(2.0, account, None)  # 901 and a bit
         assert refusal(SECRET_KEY) == load_fixture("error_quota_account.json")
         use(18_000.0, None, "10.1.2.3")
+        time.sleep(SITE_USAGE_SECONDS)  # the site's sum is re-read at most this often
         with (
             CocalcClient(host=srv.url, api_key=OTHER_KEY, retries=0) as other,
             pytest.raises(CocalcQuotaError) as info,
