@@ -137,6 +137,29 @@ def write_markdown(r: dict[str, Any]) -> None:
             f"forked / exec'd | **{g['forked_flow_100_wall_s']:.1f}** / "
             f"{g['exec_flow_100_wall_s']:.1f} s | |",
         ]
+    p = r.get("replicas")
+    if p:
+        hit, cancel = p["cache_hit"], p["cancel_through_other_replica"]
+        ceiling = p["postgres_core_ceiling_per_s"]
+        lines += [
+            f"| 10 | cache hit p50, PostgreSQL / SQLite (side by side) | "
+            f"{hit['postgresql']['p50_ms']:.2f} / {hit['sqlite']['p50_ms']:.2f} ms "
+            f"(**{p['cache_hit_pg_over_sqlite_p50']:.2f}x**) | <= 2x |",
+            f"| 10 | distinct calls, 4 clients: 1 replica / 2 replicas on one PostgreSQL, "
+            f"same {p['cores']} cores (median of 3 alternating rounds) | "
+            f"{p['distinct_4_clients_1_replica_per_s']:.1f} / "
+            f"{p['distinct_4_clients_2_replicas_per_s']:.1f} calls/s "
+            f"(**{p['two_over_one'] - 1:+.0%}**) | within 10% |",
+            f"| 10 | per computed call: replica CPU / PostgreSQL CPU | "
+            f"{p['replica_cpu_ms_per_call']:.0f} / {p['postgres_cpu_ms_per_call']:.1f} ms | |",
+            f"| 10 | estimate: N machines like this one, PostgreSQL elsewhere | "
+            f"~{p['per_machine_estimate_per_s']:.0f} x N calls/s, up to ~"
+            f"{ceiling:.0f} calls/s per PostgreSQL core | |"
+            if ceiling
+            else "| 10 | estimate | PostgreSQL CPU per call below measurement | |",
+            f"| 10 | cancel sent through the replica not running the job, until killed | "
+            f"p50 {cancel['p50_ms']:.0f} ms, p95 {cancel['p95_ms']:.0f} ms | acted on <= 1 s |",
+        ]
     lines += [
         "",
         "![results](results.png)",

@@ -19,6 +19,7 @@ from bench.exec import exec_costs
 from bench.imports import import_costs
 from bench.kernels import kernel_starts
 from bench.latency import client_overhead, warm_latency
+from bench.replicas import replica_costs
 from bench.report import machine, write_chart, write_markdown
 from bench.sage import sage_costs
 from bench.sandbox import sandbox_costs
@@ -56,6 +57,7 @@ def main() -> int:
             ("kernel_starts", kernel_starts),
             ("sandbox", sandbox_costs),
             ("sage", sage_costs),
+            ("replicas", replica_costs),
         ]
         for name, step in steps:
             started = time.perf_counter()

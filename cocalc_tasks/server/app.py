@@ -268,6 +268,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             for task in background:
                 task.cancel()
             await execs.close()
+            await service.close()
             await pools.close()
             storage.close()
 

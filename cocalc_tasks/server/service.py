@@ -13,6 +13,7 @@ Deliberate differences from cocalc.com, all on the side of safety:
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import logging
 import re
 import time
@@ -48,6 +49,11 @@ _HASH_RE = re.compile(r"^[0-9a-f]{40}$")
 
 class ApiError(Exception):
     """A handled failure; ``str(error)`` is the message sent to the caller."""
+
+
+def _report_log_failure(future: asyncio.Future[None]) -> None:
+    if not future.cancelled() and (exc := future.exception()) is not None:
+        log.error("could not write the API log: %s", exc)
 
 
 def js_iso_now() -> str:
@@ -104,10 +110,15 @@ class ExecutionService:
         self.cache = storage.cache
         self.api_log = storage.api_log
         self.quotas = Quotas(storage.api_log, settings)
+        self._log_writer = concurrent.futures.ThreadPoolExecutor(1, "cocalc-api-log")
         self.sandbox = sandbox
         self._slots = asyncio.Semaphore(settings.max_concurrency)
         self.sandbox_dir = settings.data_dir / "sandbox"
         self.sandbox_dir.mkdir(parents=True, exist_ok=True)
+
+    async def close(self) -> None:
+        """Finish writing the API log (the store closes after this)."""
+        await asyncio.to_thread(self._log_writer.shutdown, wait=True)
 
     # -- auth ------------------------------------------------------------------------------
     def _authorize(self, identity: Identity, project_id: str | None) -> None:
@@ -154,10 +165,12 @@ class ExecutionService:
                 total_time_s=time.monotonic() - started,
                 error=error,
             )
-            try:
-                await asyncio.to_thread(self.api_log.record, call)
-            except Exception:  # a lost log row must not lose the caller's result
-                log.exception("could not write the API log")
+            # Written after the answer, as CoCalc does, by one thread in call order; a lost
+            # row is logged and never costs the caller a result.
+            written = asyncio.get_running_loop().run_in_executor(
+                self._log_writer, self.api_log.record, call
+            )
+            written.add_done_callback(_report_log_failure)
         return answer
 
     async def _execute(

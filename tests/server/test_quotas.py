@@ -105,6 +105,9 @@ def test_the_log_has_every_call_with_the_callers_identity_and_never_the_key(
     with CocalcClient(host=quota_server.url, api_key=SECRET_KEY, api="hub") as hub:
         assert hub.execute("print('hub')", "python3").stdout == "hub\n"
     requests.post(quota_server.url + "/api/v2/jupyter/execute", json={"hash": "0" * 40}, timeout=30)
+    deadline = time.monotonic() + 10  # rows are written just after each answer
+    while len(rows(data, "SELECT id FROM jupyter_api_log")) < 6 and time.monotonic() < deadline:
+        time.sleep(0.05)
     logged = rows(
         data,
         "SELECT route, account_id, anonymous_id, project_id, path, kernel, tag, cached, "
