@@ -50,6 +50,7 @@ def get_provider_info() -> dict[str, Any]:
                 "python-modules": [
                     "airflow_provider.operators.cocalc",
                     "airflow_provider.operators.job",
+                    "airflow_provider.operators.notebook",
                 ],
             }
         ],
@@ -78,5 +79,8 @@ def get_provider_info() -> dict[str, Any]:
                 "conn-fields": _CONNECTION_FIELDS,
             }
         ],
-        "extra-links": ["airflow_provider.operators.cocalc.CocalcProjectLink"],
+        "extra-links": [
+            "airflow_provider.operators.cocalc.CocalcProjectLink",
+            "airflow_provider.operators.notebook.CocalcNotebookLink",
+        ],
     }

@@ -137,6 +137,13 @@ def write_markdown(r: dict[str, Any]) -> None:
             f"forked / exec'd | **{g['forked_flow_100_wall_s']:.1f}** / "
             f"{g['exec_flow_100_wall_s']:.1f} s | |",
         ]
+    nb = r.get("notebooks")
+    if nb:
+        lines.append(
+            f"| 11 | ten-cell notebook: `run_notebook` on the local server (upload, one job, "
+            f"download) / papermill locally, p50 | {nb['run_notebook']['p50_ms']:.0f} / "
+            f"{nb['papermill_local']['p50_ms']:.0f} ms (**{nb['ratio_p50']:.2f}x**) | <= 2x |"
+        )
     p = r.get("replicas")
     if p:
         hit, cancel = p["cache_hit"], p["cancel_through_other_replica"]

@@ -19,6 +19,7 @@ from bench.exec import exec_costs
 from bench.imports import import_costs
 from bench.kernels import kernel_starts
 from bench.latency import client_overhead, warm_latency
+from bench.notebooks import notebook_costs
 from bench.replicas import replica_costs
 from bench.report import machine, write_chart, write_markdown
 from bench.sage import sage_costs
@@ -54,6 +55,7 @@ def main() -> int:
             ),
             ("soak", lambda: soak(server)),
             ("exec", lambda: exec_costs(server)),
+            ("notebooks", lambda: notebook_costs(server)),
             ("kernel_starts", kernel_starts),
             ("sandbox", sandbox_costs),
             ("sage", sage_costs),

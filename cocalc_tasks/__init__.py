@@ -41,6 +41,9 @@ _EXPORTS = {
     "KernelSpec": "cocalc_tasks.models",
     "RemoteError": "cocalc_tasks.models",
     "KernelSession": "cocalc_tasks.session",
+    "run_notebook": "cocalc_tasks.notebooks",
+    "NotebookResult": "cocalc_tasks.notebooks",
+    "NotebookCell": "cocalc_tasks.notebooks",
 }
 
 __all__ = sorted([*_EXPORTS, *errors.__all__])
@@ -78,5 +81,8 @@ if TYPE_CHECKING:
     from cocalc_tasks.models import Image as Image
     from cocalc_tasks.models import KernelSpec as KernelSpec
     from cocalc_tasks.models import RemoteError as RemoteError
+    from cocalc_tasks.notebooks import NotebookCell as NotebookCell
+    from cocalc_tasks.notebooks import NotebookResult as NotebookResult
+    from cocalc_tasks.notebooks import run_notebook as run_notebook
     from cocalc_tasks.request import ExecuteRequest as ExecuteRequest
     from cocalc_tasks.session import KernelSession as KernelSession

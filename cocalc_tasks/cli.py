@@ -24,7 +24,7 @@ from typing import Any, TextIO
 
 from cocalc_tasks.client import CocalcClient
 from cocalc_tasks.command_result import CommandResult, JobStatus
-from cocalc_tasks.errors import CocalcError, CocalcValidationError
+from cocalc_tasks.errors import CocalcError, CocalcNotebookError, CocalcValidationError
 from cocalc_tasks.exec_request import ExecRequest
 from cocalc_tasks.models import ExecutionResult
 from cocalc_tasks.output_items import ErrorOutput, RichOutput, Stream, TruncationNotice, strip_ansi
@@ -85,6 +85,34 @@ def _add_run_parsers(sub: Any) -> None:
     run.add_argument("--json", action="store_true", help="print the final result as JSON")
     run.add_argument("argv", nargs=argparse.REMAINDER, metavar="-- command [args...]")
     _add_client_options(run, read_timeout=False)
+
+    notebook = sub.add_parser("notebook", help="run a parameterised notebook in a project")
+    actions = notebook.add_subparsers(dest="action", required=True)
+    nb_run = actions.add_parser(
+        "run",
+        help="run a notebook as one job, papermill-style",
+        description="Uploads the notebook, injects the parameters after its cell tagged "
+        "'parameters', runs every cell in the project as one async job (no cell time limit) "
+        "and saves the executed notebook. Exit code 1 when a cell raised (the notebook up to "
+        "that cell is still saved).",
+    )
+    nb_run.add_argument("notebook", help="a local .ipynb, or project:PATH for one in the project")
+    nb_run.add_argument("-p", "--project-id", help="the project (env COCALC_PROJECT_ID)")
+    nb_run.add_argument(
+        "-P",
+        "--parameter",
+        type=_env_pair,
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help='a parameter; VALUE is read as JSON (10, true, [1,2], "x") or else as text',
+    )
+    nb_run.add_argument("-o", "--output", help="save the executed notebook here (path or URL)")
+    nb_run.add_argument("-k", "--kernel", help="kernel (default: the notebook's kernelspec)")
+    nb_run.add_argument("--path", help="working directory relative to the project's home")
+    nb_run.add_argument("--timeout", type=float, help="seconds the whole run may take (3600)")
+    nb_run.add_argument("--json", action="store_true", help="print the result summary as JSON")
+    _add_client_options(nb_run, read_timeout=False)
 
     job = sub.add_parser("job", help="status, wait for, or cancel an async job")
     job.add_argument("action", choices=["status", "wait", "cancel"])
@@ -304,6 +332,47 @@ def _print_status(status: JobStatus, args: argparse.Namespace) -> None:
     )
 
 
+def _parameter_value(text: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError:
+        return text
+
+
+def _cmd_notebook(args: argparse.Namespace) -> int:
+    from cocalc_tasks.notebooks import run_notebook
+
+    parameters = {name: _parameter_value(value) for name, value in args.parameter}
+    with _client(args) as client:
+        try:
+            result = run_notebook(
+                args.notebook,
+                parameters=parameters,
+                kernel=args.kernel,
+                project_id=args.project_id,
+                path=args.path,
+                output=args.output,
+                timeout=args.timeout,
+                client=client,
+                on_output=None if args.json else lambda stream, text: _write("stderr", text),
+            )
+        except CocalcNotebookError as exc:
+            if args.json and exc.result is not None:
+                print(json.dumps(exc.result.to_dict(), indent=2))
+            print(f"cocalc-tasks: {exc}", file=sys.stderr)
+            return EXIT_REMOTE_ERROR
+    if args.json:
+        print(json.dumps(result.to_dict(), indent=2))
+    else:
+        where = result.output or "(not saved: pass -o)"
+        print(
+            f"executed {len(result.notebook.cells)} cells in {result.elapsed or 0:.1f} s: {where}"
+        )
+        for name, value in result.results.items():
+            print(f"result {name}: {json.dumps(value)}")
+    return EXIT_OK
+
+
 def _cmd_job(args: argparse.Namespace) -> int:
     with _client(args) as client:
         if args.action == "status":
@@ -331,6 +400,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "hash": _cmd_hash,
         "run": _cmd_run,
         "job": _cmd_job,
+        "notebook": _cmd_notebook,
     }
     try:
         if args.command == "serve":

@@ -30,6 +30,7 @@ __all__ = [
     "CocalcExecutionError",
     "CocalcKernelDiedError",
     "CocalcKernelError",
+    "CocalcNotebookError",
     "CocalcPermissionError",
     "CocalcQuotaError",
     "CocalcServerError",
@@ -227,6 +228,30 @@ class CocalcCommandTimeoutError(CocalcCommandError, CocalcTimeoutError):
 
     transient = False
     hint = "raise timeout=, or submit the command as a job (no 60 s request limit)"
+
+
+class CocalcNotebookError(CocalcError):
+    """A notebook cell raised. The executed notebook up to and including that cell was saved
+    (``output``) and is in ``result``; ``cell`` is the failing cell's index (0-based, in the
+    executed notebook, the injected parameters cell counted), ``ename``/``evalue`` the remote
+    exception."""
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        cell: int | None = None,
+        ename: str = "",
+        evalue: str = "",
+        output: str | None = None,
+        result: Any = None,
+    ) -> None:
+        super().__init__(message)
+        self.cell = cell
+        self.ename = ename
+        self.evalue = evalue
+        self.output = output
+        self.result = result
 
 
 class CocalcUnknownJobError(CocalcError):

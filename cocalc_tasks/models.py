@@ -195,6 +195,14 @@ class ExecutionResult:
     def __len__(self) -> int:
         return len(self.outputs)
 
+    def to_notebook_cell(self, source: str = "", execution_count: int | None = None) -> Any:
+        """This run as an nbformat v4 code cell of ``source``, its outputs typed back into
+        ``stream``/``execute_result``/``display_data``/``error`` (images intact; see
+        :func:`cocalc_tasks.notebook_cells.jupyter_outputs`)."""
+        from cocalc_tasks.notebook_cells import code_cell, jupyter_outputs
+
+        return code_cell(source, jupyter_outputs(self.items, execution_count), execution_count)
+
     # -- serialisation ---------------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
         """A JSON-safe dict; :meth:`from_dict` restores an equal result."""

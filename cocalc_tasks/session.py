@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from cocalc_tasks.client import CocalcClient
 from cocalc_tasks.models import ExecutionResult
@@ -50,6 +51,8 @@ class KernelSession:
         self.project_id = project_id
         self.path = path
         self.history: list[str] = list(history)
+        #: Every run of this session, in order: its input and result (see :meth:`to_notebook`).
+        self.runs: list[tuple[str, ExecutionResult]] = []
 
     @property
     def history_chars(self) -> int:
@@ -61,6 +64,7 @@ class KernelSession:
             code, self.kernel, tuple(self.history), self.project_id, self.path, no_cache
         )
         result = self.client.send(request)
+        self.runs.append((code, result))
         if result.ok:
             self.history.append(code)
             if self.history_chars > self.warn_history_chars:
@@ -78,3 +82,15 @@ class KernelSession:
 
     def reset(self) -> None:
         self.history = []
+
+    def to_notebook(self) -> Any:
+        """The session as an nbformat v4 notebook: one code cell per run, in order, with its
+        outputs (failed runs included, so the record shows what went wrong). Run it again with
+        :func:`~cocalc_tasks.notebooks.run_notebook`, or save it with ``nbformat.write``."""
+        from cocalc_tasks.notebook_cells import new_notebook
+
+        cells = [
+            result.to_notebook_cell(code, execution_count=number)
+            for number, (code, result) in enumerate(self.runs, start=1)
+        ]
+        return new_notebook(cells, self.kernel)

@@ -10,6 +10,8 @@ from pathlib import Path
 from cocalc_tasks.testing.airflow import configure, migrate
 
 DAGS = Path(__file__).resolve().parent.parent / "example_dags"
+#: Where the demo's executed notebooks stay after it ends.
+REPORTS = Path(tempfile.gettempdir()) / "cocalc-demo-reports"
 
 
 def main() -> int:
@@ -26,6 +28,7 @@ def main() -> int:
         from example_dags import (
             cocalc_command_job,
             cocalc_mapped_snippets,
+            cocalc_notebook_report,
             cocalc_python_xcom,
             cocalc_sage_job,
         )
@@ -35,6 +38,15 @@ def main() -> int:
             (cocalc_python_xcom, "check_stats", None),
             (cocalc_mapped_snippets, "aggregate", None),
             (cocalc_command_job, "steps", {"project_id": project, "seconds": 3}),
+            (
+                cocalc_notebook_report,
+                "check",
+                {
+                    "project_id": project,
+                    "n": 200,
+                    "output": f"{REPORTS}/weekly_check-airflow.ipynb",
+                },
+            ),
         ]
         if os.environ.get("COCALC_DEMO_SAGE"):
             # The example's job is 10^7 (about 40 s); the demo runs a shortened one, deferred.

@@ -8,12 +8,20 @@ from __future__ import annotations
 
 import json
 import os
+import tempfile
+from pathlib import Path
 from typing import Any
 
 from prefect import flow, task, unmapped
 
 from example_dags.mertens import SCRIPT, checked
-from prefect_tasks import CocalcCredentials, cancel_cocalc_jobs, execute_code, run_command
+from prefect_tasks import (
+    CocalcCredentials,
+    cancel_cocalc_jobs,
+    execute_code,
+    run_command,
+    run_notebook,
+)
 
 PRIMES_CODE = """
 import json
@@ -123,3 +131,23 @@ def long_job(command: str, credentials_block: str | None = None) -> dict[str, An
     """One shell command as a job, of any length; the flow returns its compact summary."""
     result = run_command(load_credentials(credentials_block), command, as_dict=True)
     return dict(result)  # type: ignore[call-overload]
+
+
+#: The report notebook the Airflow example runs too.
+REPORT = Path(__file__).resolve().parent / "notebooks" / "weekly_check.ipynb"
+
+
+@flow(name="cocalc-notebook-report", on_cancellation=[cancel_cocalc_jobs(env_credentials)])
+def notebook_report(
+    n: int = 1000, output: str | None = None, credentials_block: str | None = None
+) -> dict[str, Any]:
+    """Run the report notebook with ``n`` injected; the executed notebook is saved to
+    ``output`` (default a temporary file) and linked from the run's artifact."""
+    target = output or os.path.join(tempfile.gettempdir(), f"cocalc-report-{n}.ipynb")
+    result = run_notebook(
+        load_credentials(credentials_block),
+        str(REPORT),
+        {"n": n, "title": f"report for n={n}"},
+        output=target,
+    )
+    return {"output": result.output, **result.results}

@@ -7,6 +7,7 @@ Install with ``pip install "cocalc-tasks[prefect]"``. The block is registered th
 from prefect_tasks.credentials import CocalcCredentials
 from prefect_tasks.job_tasks import arun_command, run_command
 from prefect_tasks.jobs import CocalcJob, CocalcJobRun, cancel_cocalc_jobs
+from prefect_tasks.notebooks import run_notebook
 from prefect_tasks.tasks import (
     COCALC_CONTENT_HASH,
     aexecute_code,
@@ -27,4 +28,5 @@ __all__ = [
     "list_kernels",
     "retry_on_transient",
     "run_command",
+    "run_notebook",
 ]

@@ -26,6 +26,7 @@ import asyncio
 import concurrent.futures
 import contextlib
 import dataclasses
+import json
 import logging
 import math
 import os
@@ -38,6 +39,7 @@ from typing import Any
 
 import psutil
 
+from cocalc_tasks.notebook_runner import ALIASES_ENV as KERNEL_ALIASES_ENV
 from cocalc_tasks.server.area_spawners import Spawners
 from cocalc_tasks.server.auth import Identity, PathEscape, project_directory, resolve_path
 from cocalc_tasks.server.commands import CommandSpec, RunningCommand, build_spec
@@ -136,6 +138,9 @@ class ExecService:
             else None
         )
         self._base_env = {k: v for k, v in base_env.items() if k not in _DROPPED_ENV}
+        # The server's kernel aliases, for programs that start kernels themselves (the notebook
+        # runner of cocalc_tasks.notebooks): sage-9.8 means what it means to /execute.
+        self._base_env[KERNEL_ALIASES_ENV] = json.dumps(dict(settings.kernel_aliases))
         # Programs of the server's own environment (python3, sage, jupyter) come first, as a
         # CoCalc project's software stack does.
         bindir = str(Path(sys.executable).parent)

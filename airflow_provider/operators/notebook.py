@@ -1,0 +1,216 @@
+"""CocalcNotebookOperator: a parameterised notebook run on CoCalc, papermill-style.
+
+The notebook runs in the project as one exec job (:func:`cocalc_tasks.notebooks.run_notebook`:
+no Jupyter cell limit). The operator uploads it and starts the job, then waits on the worker
+(each finished cell logged) or, with ``deferrable=True``, through the same
+:class:`~airflow_provider.triggers.cocalc.CocalcJobTrigger` as ``CocalcRunOperator``, freeing
+the worker slot. The executed notebook is saved to ``output``; its path and the values of the
+cells tagged ``result`` go to XCom.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from typing import TYPE_CHECKING, Any
+
+from airflow.sdk import BaseOperator, BaseOperatorLink, conf
+from airflow.sdk.exceptions import AirflowException, AirflowFailException
+
+from airflow_provider.hooks.cocalc import CocalcHook
+from airflow_provider.operators.cocalc import PROJECT_URL_KEY, fail, project_url
+from airflow_provider.operators.job import DEADLINE_MARGIN
+from cocalc_tasks.errors import CocalcError, CocalcNotebookError
+
+if TYPE_CHECKING:
+    from airflow.sdk import Context
+
+    from cocalc_tasks.notebooks import NotebookResult, NotebookRun
+
+__all__ = ["NOTEBOOK_URL_KEY", "CocalcNotebookLink", "CocalcNotebookOperator"]
+
+#: XCom key of the executed notebook's URL, when ``output`` is an http(s) URL.
+NOTEBOOK_URL_KEY = "cocalc_notebook_url"
+
+
+class CocalcNotebookLink(BaseOperatorLink):
+    """A link to the executed notebook, when it was saved to an http(s) URL."""
+
+    name = "Executed notebook"
+
+    def get_link(self, operator: BaseOperator, *, ti_key: Any) -> str:
+        from airflow.sdk.execution_time.xcom import XCom
+
+        return str(XCom.get_value(key=NOTEBOOK_URL_KEY, ti_key=ti_key) or "")
+
+
+class CocalcNotebookOperator(BaseOperator):
+    """Run a notebook in a CoCalc project with injected parameters.
+
+    Args:
+        notebook: A local ``.ipynb`` (relative paths: the DAG's folder) or
+            ``project:<path>`` for a notebook in the project. Templated.
+        parameters: Values injected after the cell tagged ``parameters``. Templated.
+        output: Where to save the executed notebook: a local path or an fsspec URL
+            (``s3://...``, ``https://...`` where fsspec can write it). Templated.
+        kernel: Kernel (default: the notebook's kernelspec, through the server's aliases).
+        project_id: The project (default: the connection's).
+        path: Working directory in the project.
+        timeout: Seconds the whole run may take (default one hour); cells have no limit.
+        deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``).
+        poll_interval: Seconds between polls of the job.
+        cocalc_conn_id: The ``cocalc`` connection.
+
+    Returns (XCom ``return_value``): ``output``, ``results`` (the values of the cells tagged
+    ``result``), ``ok``, ``kernel``, ``parameters``, ``job_id``, ``elapsed``, ``cells``. A
+    failing cell fails the task (without retries: it would fail again) after the notebook up
+    to it was saved. A retry after a crash runs the notebook again.
+    """
+
+    template_fields: Sequence[str] = ("notebook", "parameters", "output", "project_id", "path")
+    template_fields_renderers = {"parameters": "json"}
+    ui_color = "#f37726"
+    operator_extra_links = (CocalcNotebookLink(),)
+
+    def __init__(
+        self,
+        *,
+        notebook: str,
+        parameters: Mapping[str, Any] | None = None,
+        output: str | None = None,
+        kernel: str | None = None,
+        project_id: str | None = None,
+        path: str | None = None,
+        timeout: float = 3600.0,
+        deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
+        poll_interval: float = 5.0,
+        cocalc_conn_id: str = CocalcHook.default_conn_name,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(**kwargs)
+        if poll_interval <= 0:
+            raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
+        self.notebook = notebook
+        self.parameters = parameters
+        self.output = output
+        self.kernel = kernel
+        self.project_id = project_id
+        self.path = path
+        self.timeout = timeout
+        self.deferrable = deferrable
+        self.poll_interval = poll_interval
+        self.cocalc_conn_id = cocalc_conn_id
+        self._run: NotebookRun | None = None
+
+    def _source(self) -> str:
+        from pathlib import Path
+
+        from cocalc_tasks.notebooks import PROJECT_PREFIX
+
+        if self.notebook.startswith(PROJECT_PREFIX) or Path(self.notebook).is_absolute():
+            return self.notebook
+        folder = getattr(getattr(self, "dag", None), "folder", None)
+        return str(Path(folder or ".") / self.notebook)
+
+    def execute(self, context: Context) -> dict[str, Any]:
+        from cocalc_tasks.command_reporting import OutputLines
+        from cocalc_tasks.notebooks import submit_notebook
+
+        hook = CocalcHook(self.cocalc_conn_id)
+        try:
+            run = self._run = submit_notebook(
+                hook.client,
+                self._source(),
+                parameters=self.parameters,
+                kernel=self.kernel,
+                project_id=self.project_id or hook.project_id,
+                path=self.path,
+                output=self.output,
+                timeout=self.timeout,
+            )
+            context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
+            self.log.info("notebook job %s started", run.job_id)
+            deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
+            if self.deferrable:
+                from airflow_provider.triggers.cocalc import CocalcJobTrigger
+
+                self.defer(
+                    trigger=CocalcJobTrigger(
+                        job_id=run.job_id,
+                        project_id=run.project_id,
+                        cocalc_conn_id=self.cocalc_conn_id,
+                        poll_interval=self.poll_interval,
+                        deadline=deadline,
+                    ),
+                    method_name="execute_complete",
+                    kwargs={"run": run.to_dict()},
+                )
+            lines = OutputLines.to_logger(self.log)
+            finished = hook.client.wait(
+                run.job,
+                on_output=lines.feed,
+                poll_interval=self.poll_interval,
+                deadline=deadline - time.time(),
+            )
+            lines.flush()
+            return self._collect(hook, run, finished, context)
+        except CocalcError as exc:
+            fail(exc)
+
+    def execute_complete(
+        self, context: Context, event: dict[str, Any], run: dict[str, Any]
+    ) -> dict[str, Any]:
+        from cocalc_tasks.notebooks import NotebookRun
+
+        notebook_run = self._run = NotebookRun.from_dict(run)
+        hook = CocalcHook(self.cocalc_conn_id)
+        try:
+            if event.get("status") == "done":
+                status = hook.client.job(notebook_run.job_id, project_id=notebook_run.project_id)
+                return self._collect(hook, notebook_run, status.result(), context)
+            if event.get("status") == "timeout":
+                hook.client.cancel(notebook_run.job_id, project_id=notebook_run.project_id)
+                raise AirflowException(
+                    str(event.get("message") or "the notebook outlived its deadline")
+                )
+        except CocalcError as exc:
+            fail(exc)
+        message = f"waiting for notebook job {notebook_run.job_id} failed: {event.get('message')}"
+        if event.get("transient"):
+            raise AirflowException(message)
+        raise AirflowFailException(message)
+
+    def _collect(
+        self, hook: CocalcHook, run: NotebookRun, finished: Any, context: Context
+    ) -> dict[str, Any]:
+        try:
+            result = run.collect(hook.client, finished)
+        except CocalcNotebookError as exc:
+            self._push_link(exc.output, context)
+            raise AirflowFailException(str(exc)) from exc
+        self._push_link(result.output, context)
+        self._log_result(result)
+        return result.to_dict()
+
+    def _push_link(self, output: str | None, context: Context) -> None:
+        if output and output.startswith(("http://", "https://")):
+            context["ti"].xcom_push(key=NOTEBOOK_URL_KEY, value=output)
+
+    def _log_result(self, result: NotebookResult) -> None:
+        self.log.info(
+            "executed %d cells in %.1f s; saved to %s",
+            len(result.notebook.cells),
+            result.elapsed or 0.0,
+            result.output or "(nowhere: no output given)",
+        )
+        for name, value in result.results.items():
+            self.log.info("result %s = %r", name, value)
+
+    def on_kill(self) -> None:
+        """Cancel the notebook's job (SIGTERM to the task, or its ``execution_timeout``)."""
+        if self._run is None:
+            return
+        status = CocalcHook(self.cocalc_conn_id).client.cancel(
+            self._run.job_id, project_id=self._run.project_id
+        )
+        self.log.info("cancelled notebook job %s: %s", self._run.job_id, status.status)

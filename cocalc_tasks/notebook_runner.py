@@ -1,0 +1,228 @@
+"""Runs a notebook inside a CoCalc project: the script of ``run_notebook``'s async job.
+
+This file is sent as it is to the project and run by its ``python3``; it needs only the
+standard library, ``nbformat`` and ``nbclient`` there (both come with Jupyter; the local
+server's ``server`` extra installs them). ``run_notebook`` also imports it locally, for the
+parameter rendering, so there is one implementation of each.
+
+``python3 notebook_runner.py SPEC_JSON`` where the spec names the input, the output, the
+kernel (optional), the parameters and the expected SHA-256 of the input. It:
+
+1. checks the input's digest (the upload arrived whole);
+2. picks the kernel: the one asked for, else the notebook's kernelspec; a name the project does
+   not have is looked up in ``COCALC_TASKS_KERNEL_ALIASES`` (the local server's aliases);
+3. injects the parameters papermill's way: an ``injected-parameters`` cell right after the cell
+   tagged ``parameters``, or first when there is none, written in the kernel's language;
+4. runs every cell with nbclient, without a per-cell limit (the job's timeout bounds the run),
+   printing one line per finished cell;
+5. writes the executed notebook, cut after the failing cell if one fails, and prints a last
+   line ``COCALC-NOTEBOOK {json}`` with the outcome and the output's size and digest.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import re
+import shlex
+import sys
+import time
+from typing import Any
+
+STATUS_PREFIX = "COCALC-NOTEBOOK "
+ALIASES_ENV = "COCALC_TASKS_KERNEL_ALIASES"
+_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+class ParameterError(ValueError):
+    """A parameter name or value the kernel's language cannot take."""
+
+
+# -- parameters -------------------------------------------------------------------------------
+
+
+def _python(value: Any) -> str:
+    if isinstance(value, float) and not math.isfinite(value):
+        return f"float({str(value)!r})"
+    if isinstance(value, bool | int | float | str) or value is None:
+        return repr(value)
+    if isinstance(value, list | tuple):
+        return "[" + ", ".join(_python(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return "{" + ", ".join(f"{_python(str(k))}: {_python(v)}" for k, v in value.items()) + "}"
+    raise ParameterError(f"cannot write a {type(value).__name__} as a parameter")
+
+
+def _r_string(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+
+def _r(value: Any) -> str:
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, int):
+        return f"{value}L" if abs(value) < 2**31 else repr(float(value))
+    if isinstance(value, float):
+        if math.isnan(value):
+            return "NaN"
+        if math.isinf(value):
+            return "Inf" if value > 0 else "-Inf"
+        return repr(value)
+    if isinstance(value, str):
+        return _r_string(value)
+    if isinstance(value, list | tuple):
+        return "list(" + ", ".join(_r(v) for v in value) + ")"
+    if isinstance(value, dict):
+        return "list(" + ", ".join(f"{_r_string(str(k))} = {_r(v)}" for k, v in value.items()) + ")"
+    raise ParameterError(f"cannot write a {type(value).__name__} as a parameter")
+
+
+def _bash(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if value is None:
+        return "''"
+    if isinstance(value, list | tuple):
+        return "(" + " ".join(shlex.quote(str(v)) for v in value) + ")"
+    if isinstance(value, dict):
+        raise ParameterError("bash has no mapping values; pass a JSON string instead")
+    return shlex.quote(str(value))
+
+
+#: How each language writes ``name = value``; Sage reads Python's literals.
+_WRITERS = {
+    "python": ("{name} = {value}", _python),
+    "sage": ("{name} = {value}", _python),
+    "r": ("{name} <- {value}", _r),
+    "bash": ("{name}={value}", _bash),
+}
+
+
+def render_parameters(parameters: dict[str, Any], language: str) -> str:
+    """The injected cell's source: one assignment per parameter, in ``language``."""
+    writer = _WRITERS.get(language.lower())
+    if writer is None:
+        raise ParameterError(
+            f"no parameter syntax for the language {language!r} "
+            f"(known: {', '.join(sorted(_WRITERS))})"
+        )
+    line, write = writer
+    lines = ["# Parameters injected by cocalc-tasks"]
+    for name, value in parameters.items():
+        if not _NAME.match(name):
+            raise ParameterError(f"parameter name {name!r} is not an identifier")
+        lines.append(line.format(name=name, value=write(value)))
+    return "\n".join(lines) + "\n"
+
+
+def inject_parameters(nb: Any, parameters: dict[str, Any], language: str) -> Any:
+    """Insert (or replace) the ``injected-parameters`` cell, papermill's way."""
+    import nbformat
+
+    source = render_parameters(parameters, language)
+    cells = [c for c in nb.cells if "injected-parameters" not in _tags(c)]
+    cell = nbformat.v4.new_code_cell(source, metadata={"tags": ["injected-parameters"]})
+    tagged = [i for i, c in enumerate(cells) if "parameters" in _tags(c)]
+    cells.insert(tagged[0] + 1 if tagged else 0, cell)
+    nb.cells = cells
+    return nb
+
+
+def _tags(cell: Any) -> list[str]:
+    return list(cell.get("metadata", {}).get("tags", []))
+
+
+# -- the run ----------------------------------------------------------------------------------
+
+
+def _digest(path: str) -> str:
+    with open(path, "rb") as handle:
+        return hashlib.sha256(handle.read()).hexdigest()
+
+
+def _kernel(nb: Any, asked: str | None) -> tuple[str, str]:
+    """The kernelspec to run and its language."""
+    from jupyter_client.kernelspec import KernelSpecManager
+
+    manager = KernelSpecManager()
+    specs = manager.find_kernel_specs()
+    wanted = asked or nb.metadata.get("kernelspec", {}).get("name") or "python3"
+    name = wanted
+    if name not in specs:
+        aliases = json.loads(os.environ.get(ALIASES_ENV) or "{}")
+        name = aliases.get(wanted) or aliases.get(wanted.strip().lower()) or wanted
+    if name not in specs:
+        raise LookupError(
+            f"no kernel {wanted!r} in this project; it has: {', '.join(sorted(specs))}"
+        )
+    language = manager.get_kernel_spec(name).language or "python"
+    if name.startswith("sage") or "sage" in language.lower():
+        language = "sage"
+    return name, language
+
+
+def run(spec: dict[str, Any]) -> dict[str, Any]:
+    import nbformat
+    from nbclient import NotebookClient
+    from nbclient.exceptions import CellExecutionError
+
+    source, output = spec["input"], spec["output"]
+    if spec.get("sha256") and _digest(source) != spec["sha256"]:
+        raise ValueError("the uploaded notebook does not match its digest: upload again")
+    nb = nbformat.read(source, as_version=4)
+    kernel, language = _kernel(nb, spec.get("kernel"))
+    if spec.get("parameters") is not None:
+        inject_parameters(nb, spec["parameters"], language)
+    nb.metadata.setdefault("kernelspec", {})["name"] = kernel
+    failed: dict[str, Any] = {}
+
+    def on_error(cell: Any, cell_index: int, execute_reply: Any) -> None:
+        failed.setdefault("cell", cell_index)
+
+    def on_done(cell: Any, cell_index: int, execute_reply: Any) -> None:
+        if cell.cell_type == "code":
+            print(f"cell {cell_index + 1}/{len(nb.cells)} done", flush=True)
+
+    timeout = spec.get("cell_timeout")
+    client = NotebookClient(
+        nb,
+        kernel_name=kernel,
+        timeout=timeout if timeout else None,
+        allow_errors=False,
+        record_timing=True,
+        resources={"metadata": {"path": os.getcwd()}},
+        on_cell_error=on_error,
+        on_cell_executed=on_done,
+    )
+    outcome: dict[str, Any] = {"ok": True, "kernel": kernel, "language": language}
+    started = time.monotonic()
+    try:
+        client.execute()
+    except CellExecutionError as exc:
+        index = failed.get("cell")
+        outcome.update(ok=False, cell=index, ename=exc.ename, evalue=exc.evalue)
+        if index is not None:
+            nb.cells = nb.cells[: index + 1]  # the notebook ends at the failing cell
+    outcome["seconds"] = time.monotonic() - started
+    nbformat.write(nb, output)
+    outcome.update(size=os.path.getsize(output), sha256=_digest(output))
+    return outcome
+
+
+def main(argv: list[str]) -> int:
+    spec = json.loads(argv[1])
+    try:
+        outcome = run(spec)
+    except Exception as exc:  # reported to the caller as a status line, not a bare traceback
+        outcome = {"ok": False, "cell": None, "ename": type(exc).__name__, "evalue": str(exc)}
+        outcome["setup"] = True
+    print(STATUS_PREFIX + json.dumps(outcome), flush=True)
+    return 0 if outcome.get("ok") else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

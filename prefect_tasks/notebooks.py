@@ -1,0 +1,95 @@
+"""A Prefect task that runs a parameterised notebook on CoCalc: ``run_notebook``.
+
+The notebook runs in the project as one exec job (:func:`cocalc_tasks.notebooks.run_notebook`),
+each finished cell is logged, and a markdown artifact links the executed notebook and lists the
+values of its cells tagged ``result``. The task returns the
+:class:`~cocalc_tasks.notebooks.NotebookResult`, so the next task reads
+``result.results["total"]``. A failing cell raises
+:class:`~cocalc_tasks.errors.CocalcNotebookError` (never retried: it would fail again) after
+the notebook up to that cell was saved. The job is recorded on the flow run, so
+:func:`~prefect_tasks.jobs.cancel_cocalc_jobs` cancels it with the flow.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from typing import Any
+
+from prefect import task
+from prefect.artifacts import create_markdown_artifact
+
+from cocalc_tasks.command_reporting import OutputLines
+from cocalc_tasks.notebooks import NotebookResult, submit_notebook
+from prefect_tasks.credentials import CocalcCredentials
+from prefect_tasks.jobs import cancel_job, record_job, run_logger
+from prefect_tasks.tasks import TASK_OPTIONS
+
+__all__ = ["notebook_markdown", "run_notebook"]
+
+
+def notebook_markdown(result: NotebookResult) -> str:
+    """The artifact: where the executed notebook is, and the ``result`` values."""
+    where = result.output or "(not saved: pass output=)"
+    link = f"[{where}]({where})" if "://" in where else f"`{where}`"
+    lines = [
+        "### CoCalc notebook",
+        "",
+        f"- executed notebook: {link}",
+        f"- kernel: `{result.kernel}`, {len(result.notebook.cells)} cells, "
+        f"{result.elapsed or 0:.1f} s, job `{result.job_id}`",
+        f"- parameters: `{json.dumps(result.parameters)}`",
+        "",
+    ]
+    if result.results:
+        lines += ["| result | value |", "|---|---|"]
+        for name, value in result.results.items():
+            shown = json.dumps(value).replace("|", "\\|")
+            lines.append(f"| `{name}` | `{shown}` |")
+    return "\n".join(lines) + "\n"
+
+
+@task(**{**TASK_OPTIONS, "task_run_name": "cocalc-notebook"})
+def run_notebook(
+    credentials: CocalcCredentials,
+    notebook: Any,
+    parameters: Mapping[str, Any] | None = None,
+    *,
+    output: str | None = None,
+    kernel: str | None = None,
+    project_id: str | None = None,
+    path: str | None = None,
+    timeout: float | None = None,
+    artifact_key: str | None = "cocalc-notebook",
+) -> NotebookResult:
+    """Run ``notebook`` (a local path, an nbformat node, or ``project:<path>``) with
+    ``parameters`` in a CoCalc project; see :func:`cocalc_tasks.notebooks.run_notebook`."""
+    logger = run_logger()
+    lines = OutputLines.to_logger(logger)
+    with credentials.get_client() as client:
+        run = submit_notebook(
+            client,
+            notebook,
+            parameters=parameters,
+            kernel=kernel,
+            project_id=project_id,
+            path=path,
+            output=output,
+            timeout=timeout,
+        )
+        record_job(run.job)
+        logger.info("notebook job %s started", run.job_id)
+        try:
+            finished = client.wait(run.job, on_output=lines.feed, poll_interval=1.0)
+        except BaseException:
+            cancel_job(credentials, run.job)  # a cancelled flow takes its notebook with it
+            raise
+        lines.flush()
+        result = run.collect(client, finished)
+    if artifact_key is not None:
+        create_markdown_artifact(
+            markdown=notebook_markdown(result),
+            key=artifact_key,
+            description="Executed notebook and its result values",
+        )
+    return result

@@ -1,0 +1,91 @@
+"""CocalcNotebookOperator: the example report DAG under dag.test(), deferred through the job
+trigger, against the local server with real kernels."""
+
+from __future__ import annotations
+
+import json
+import uuid
+from pathlib import Path
+from typing import Any
+
+import nbformat
+import pytest
+
+from tests.airflow.test_example_dags import states, xcom
+from tests.conftest import SECRET_KEY
+
+
+def test_the_report_dag_runs_the_notebook_deferred_and_passes_its_results(
+    airflow_db: Path, cocalc_conn: str, tmp_path: Path, capfd: pytest.CaptureFixture[str]
+) -> None:
+    from example_dags import cocalc_notebook_report
+
+    out = tmp_path / "reports" / "weekly.ipynb"
+    conf = {"project_id": str(uuid.uuid4()), "n": 300, "output": str(out)}
+    run = cocalc_notebook_report.dag.test(run_conf=conf)
+    log = capfd.readouterr().out
+    assert run.state == "success", states(run)
+    (summary,) = xcom(run, "report")
+    assert summary["ok"] and summary["output"] == str(out)
+    assert summary["parameters"]["n"] == 300  # a number, not the text "300"
+    assert summary["results"]["summary"] == {"points": 301, "ok": True}
+    assert summary["results"]["max_error"] < 1e-12
+    (checked,) = xcom(run, "check")
+    assert checked.startswith("301 points") and checked.endswith(str(out))
+    saved = nbformat.read(out, as_version=4)
+    nbformat.validate(saved)
+    injected = [c for c in saved.cells if "injected-parameters" in c.metadata.get("tags", [])]
+    assert len(injected) == 1 and "n = 300" in injected[0].source
+    assert any("image/png" in o.get("data", {}) for c in saved.cells for o in c.get("outputs", []))
+    assert "CocalcJobTrigger" in log or "trigger" in log.lower()  # it was deferred
+    assert SECRET_KEY not in log and SECRET_KEY not in json.dumps(summary)
+
+
+def test_a_failing_cell_fails_the_task_without_retries_and_saves_the_notebook(
+    airflow_db: Path, cocalc_conn: str, tmp_path: Path
+) -> None:
+    from airflow.sdk import dag
+
+    from airflow_provider.operators.notebook import CocalcNotebookOperator
+    from tests.notebooks.builders import failing
+
+    source, out = tmp_path / "failing.ipynb", tmp_path / "failed-run.ipynb"
+    nbformat.write(failing(), source)
+
+    @dag(dag_id=f"nb_fail_{uuid.uuid4().hex[:8]}", schedule=None)
+    def nb_fail() -> None:
+        CocalcNotebookOperator(
+            task_id="nb",
+            notebook=str(source),
+            output=str(out),
+            project_id=str(uuid.uuid4()),
+            retries=3,
+            deferrable=False,
+            poll_interval=0.5,
+        )
+
+    run = nb_fail().test()
+    assert states(run) == {"nb": "failed"}
+    (ti,) = run.get_task_instances()
+    assert ti.try_number == 1  # AirflowFailException: no retry of a cell that raises
+    assert len(nbformat.read(out, as_version=4).cells) == 3
+
+
+def test_the_extra_link_points_at_an_http_output(airflow_db: Path) -> None:
+    from airflow_provider.get_provider_info import get_provider_info
+    from airflow_provider.operators.notebook import CocalcNotebookLink, CocalcNotebookOperator
+
+    assert "airflow_provider.operators.notebook.CocalcNotebookLink" in get_provider_info()[
+        "extra-links"
+    ]
+    op = CocalcNotebookOperator(task_id="x", notebook="a.ipynb")
+    assert [type(link) for link in op.operator_extra_links] == [CocalcNotebookLink]
+    pushed: dict[str, Any] = {}
+
+    class TI:
+        def xcom_push(self, key: str, value: Any) -> None:
+            pushed[key] = value
+
+    op._push_link("https://reports.example.org/weekly.ipynb", {"ti": TI()})  # type: ignore[arg-type]
+    op._push_link("/tmp/local.ipynb", {"ti": TI()})  # type: ignore[arg-type]
+    assert pushed == {"cocalc_notebook_url": "https://reports.example.org/weekly.ipynb"}

@@ -1,0 +1,51 @@
+"""The run_notebook task and the example report flow, against the local server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import nbformat
+import pytest
+from prefect import flow
+
+from cocalc_tasks.errors import CocalcNotebookError
+from prefect_tasks import CocalcCredentials, run_notebook
+from tests.conftest import SECRET_KEY
+from tests.notebooks.builders import failing
+from tests.prefect.helpers import artifacts
+
+PROJECT_ID = "6e75dbf1-0342-4249-9dce-6b21648656e9"
+
+
+def test_the_report_flow_saves_the_notebook_and_links_it_with_its_results(
+    credentials: CocalcCredentials, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from example_dags.prefect_flows import notebook_report
+
+    monkeypatch.setenv("COCALC_HOST", credentials.host)
+    monkeypatch.setenv("COCALC_API_KEY", SECRET_KEY)
+    monkeypatch.setenv("COCALC_PROJECT_ID", PROJECT_ID)
+    out = tmp_path / "report.ipynb"
+    value = notebook_report(n=250, output=str(out))
+    assert value["output"] == str(out)
+    assert value["summary"] == {"points": 251, "ok": True} and value["max_error"] < 1e-12
+    nbformat.validate(nbformat.read(out, as_version=4))
+    (artifact,) = artifacts("cocalc-notebook")[:1]
+    assert str(out) in artifact.data
+    assert "| `summary` | `{\"points\": 251, \"ok\": true}` |" in artifact.data
+    assert SECRET_KEY not in artifact.data
+
+
+def test_a_failing_cell_fails_the_task_once(credentials: CocalcCredentials, tmp_path: Path) -> None:
+    creds = credentials.model_copy(update={"project_id": PROJECT_ID})
+    out = tmp_path / "failed.ipynb"
+
+    @flow
+    def f() -> None:
+        run_notebook(creds, failing(), output=str(out), artifact_key=None)
+
+    state = f(return_state=True)
+    assert state.is_failed()
+    with pytest.raises(CocalcNotebookError, match="cell 2 of the notebook raised ValueError"):
+        state.result()
+    assert len(nbformat.read(out, as_version=4).cells) == 3
