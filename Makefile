@@ -49,7 +49,7 @@ test: lint test-core test-sage test-airflow test-prefect
 
 # COCALC_REQUIRE_POSTGRES=1: the PostgreSQL tests fail (not skip) where it cannot start.
 test-core: env bwrap postgres nginx
-	COCALC_REQUIRE_POSTGRES=1 .venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/reliability
+	COCALC_REQUIRE_POSTGRES=1 .venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/notebooks tests/reliability
 
 # Real parts, installed from Debian's packages where missing (as root, or with sudo -n):
 # bubblewrap for the sandbox tests, PostgreSQL and nginx for the replica tests.

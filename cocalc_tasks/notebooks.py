@@ -18,6 +18,7 @@ remote exception, after the notebook, which ends at that cell, has been saved.
 
 from __future__ import annotations
 
+import ast
 import json
 import logging
 import time
@@ -89,9 +90,15 @@ class NotebookCell:
 
 
 def _json_or_text(text: str) -> Any:
+    """``text`` as JSON, or as a Python literal made of JSON's types (a ``text/plain``
+    ``{'a': 1}``), or else the text itself."""
     try:
         return json.loads(text)
     except ValueError:
+        pass
+    try:
+        return json.loads(json.dumps(ast.literal_eval(text), allow_nan=False))
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
         return text
 
 

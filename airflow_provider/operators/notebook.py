@@ -31,6 +31,8 @@ __all__ = ["NOTEBOOK_URL_KEY", "CocalcNotebookLink", "CocalcNotebookOperator"]
 
 #: XCom key of the executed notebook's URL, when ``output`` is an http(s) URL.
 NOTEBOOK_URL_KEY = "cocalc_notebook_url"
+#: XCom key of the submitted run (job id, work folder, output), read when the trigger fires.
+NOTEBOOK_RUN_KEY = "cocalc_notebook_run"
 
 
 class CocalcNotebookLink(BaseOperatorLink):
@@ -67,7 +69,8 @@ class CocalcNotebookOperator(BaseOperator):
     to it was saved. A retry after a crash runs the notebook again.
     """
 
-    template_fields: Sequence[str] = ("notebook", "parameters", "output", "project_id", "path")
+    # ``output`` is kept as ``output_path``: BaseOperator.output is the task's XComArg.
+    template_fields: Sequence[str] = ("notebook", "parameters", "output_path", "project_id", "path")
     template_fields_renderers = {"parameters": "json"}
     ui_color = "#f37726"
     operator_extra_links = (CocalcNotebookLink(),)
@@ -92,7 +95,7 @@ class CocalcNotebookOperator(BaseOperator):
             raise ValueError(f"poll_interval must be positive, got {poll_interval!r}")
         self.notebook = notebook
         self.parameters = parameters
-        self.output = output
+        self.output_path = output
         self.kernel = kernel
         self.project_id = project_id
         self.path = path
@@ -125,10 +128,11 @@ class CocalcNotebookOperator(BaseOperator):
                 kernel=self.kernel,
                 project_id=self.project_id or hook.project_id,
                 path=self.path,
-                output=self.output,
+                output=self.output_path,
                 timeout=self.timeout,
             )
             context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
+            context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())
             self.log.info("notebook job %s started", run.job_id)
             deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
             if self.deferrable:
@@ -158,11 +162,13 @@ class CocalcNotebookOperator(BaseOperator):
             fail(exc)
 
     def execute_complete(
-        self, context: Context, event: dict[str, Any], run: dict[str, Any]
+        self, context: Context, event: dict[str, Any], run: dict[str, Any] | None = None
     ) -> dict[str, Any]:
         from cocalc_tasks.notebooks import NotebookRun
 
-        notebook_run = self._run = NotebookRun.from_dict(run)
+        if run is None:  # resumed without the deferral's kwargs (dag.test runs triggers in line)
+            run = context["ti"].xcom_pull(task_ids=self.task_id, key=NOTEBOOK_RUN_KEY)
+        notebook_run = self._run = NotebookRun.from_dict(run or {})
         hook = CocalcHook(self.cocalc_conn_id)
         try:
             if event.get("status") == "done":

@@ -44,30 +44,25 @@ def test_the_report_dag_runs_the_notebook_deferred_and_passes_its_results(
 def test_a_failing_cell_fails_the_task_without_retries_and_saves_the_notebook(
     airflow_db: Path, cocalc_conn: str, tmp_path: Path
 ) -> None:
-    from airflow.sdk import dag
+    from airflow.sdk.exceptions import AirflowFailException
 
     from airflow_provider.operators.notebook import CocalcNotebookOperator
+    from tests.airflow.test_operator import context
     from tests.notebooks.builders import failing
 
     source, out = tmp_path / "failing.ipynb", tmp_path / "failed-run.ipynb"
     nbformat.write(failing(), source)
-
-    @dag(dag_id=f"nb_fail_{uuid.uuid4().hex[:8]}", schedule=None)
-    def nb_fail() -> None:
-        CocalcNotebookOperator(
-            task_id="nb",
-            notebook=str(source),
-            output=str(out),
-            project_id=str(uuid.uuid4()),
-            retries=3,
-            deferrable=False,
-            poll_interval=0.5,
-        )
-
-    run = nb_fail().test()
-    assert states(run) == {"nb": "failed"}
-    (ti,) = run.get_task_instances()
-    assert ti.try_number == 1  # AirflowFailException: no retry of a cell that raises
+    op = CocalcNotebookOperator(
+        task_id="nb",
+        notebook=str(source),
+        output=str(out),
+        project_id=str(uuid.uuid4()),
+        deferrable=False,
+        poll_interval=0.5,
+    )
+    # AirflowFailException: the task's retries are skipped (the cell would raise again).
+    with pytest.raises(AirflowFailException, match="cell 2 of the notebook raised ValueError"):
+        op.execute(context())  # type: ignore[arg-type]
     assert len(nbformat.read(out, as_version=4).cells) == 3
 
 
@@ -75,9 +70,10 @@ def test_the_extra_link_points_at_an_http_output(airflow_db: Path) -> None:
     from airflow_provider.get_provider_info import get_provider_info
     from airflow_provider.operators.notebook import CocalcNotebookLink, CocalcNotebookOperator
 
-    assert "airflow_provider.operators.notebook.CocalcNotebookLink" in get_provider_info()[
-        "extra-links"
-    ]
+    assert (
+        "airflow_provider.operators.notebook.CocalcNotebookLink"
+        in get_provider_info()["extra-links"]
+    )
     op = CocalcNotebookOperator(task_id="x", notebook="a.ipynb")
     assert [type(link) for link in op.operator_extra_links] == [CocalcNotebookLink]
     pushed: dict[str, Any] = {}

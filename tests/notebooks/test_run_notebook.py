@@ -155,5 +155,5 @@ def test_the_cli_runs_a_notebook_with_parameters(server: LocalServer, tmp_path: 
     )
     assert done.returncode == 0, done.stderr
     assert f": {out}" in done.stdout
-    assert "result double: 20" in done.stdout and "result 3: \"'x'\"" in done.stdout
+    assert "result double: 20" in done.stdout and 'result 3: "x"' in done.stdout
     nbformat.validate(nbformat.read(out, as_version=4))

@@ -32,7 +32,7 @@ def test_the_report_flow_saves_the_notebook_and_links_it_with_its_results(
     nbformat.validate(nbformat.read(out, as_version=4))
     (artifact,) = artifacts("cocalc-notebook")[:1]
     assert str(out) in artifact.data
-    assert "| `summary` | `{\"points\": 251, \"ok\": true}` |" in artifact.data
+    assert '| `summary` | `{"points": 251, "ok": true}` |' in artifact.data
     assert SECRET_KEY not in artifact.data
 
 
