@@ -245,8 +245,9 @@ class CocalcNotebookError(CocalcError):
         evalue: str = "",
         output: str | None = None,
         result: Any = None,
+        server_message: str | None = None,
     ) -> None:
-        super().__init__(message)
+        super().__init__(message, server_message=server_message)
         self.cell = cell
         self.ename = ename
         self.evalue = evalue

@@ -151,7 +151,11 @@ def test_cocalcs_default_quotas_and_exact_messages(tmp_path: Path) -> None:
     with LocalServer(data_dir=data, api_keys=keys, args=["--kernels", "python3"]) as srv:
         with CocalcClient(host=srv.url, api_key=SECRET_KEY) as c:
             c.execute("print(1)", "python3")  # its row names the key's account id
-        account = rows(data, "SELECT account_id FROM jupyter_api_log")[0][0]
+        deadline = time.monotonic() + 10  # written just after the answer
+        while not (logged := rows(data, "SELECT account_id FROM jupyter_api_log")):
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        account = logged[0][0]
 
         def use(seconds: float, account_id: str | None, anonymous_id: str | None) -> None:
             now = time.time()
