@@ -12,11 +12,8 @@
 
 from __future__ import annotations
 
-import itertools
 import tempfile
 import time
-import uuid
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -24,6 +21,7 @@ from typing import Any
 import psutil
 
 from bench.common import KEY, N_CLIENT, N_THROUGHPUT, QUICK, ms
+from bench.throughput import throughput
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.process import LocalServer
 from tests.support.postgres import PostgresServer
@@ -75,23 +73,6 @@ def _tree_cpu(pids: list[int]) -> float:
     return total
 
 
-def _throughput(servers: list[LocalServer], clients: int, n: int) -> float:
-    for s in servers:
-        s.wait_for_pool("python3", 2)
-    urls = itertools.cycle([s.url for s in servers])
-    assigned = [next(urls) for _ in range(clients)]
-
-    def one(i: int) -> None:
-        with CocalcClient(KEY, assigned[i % clients]) as c:
-            result = c.execute(f"{i} * 2  # {uuid.uuid4().hex}", "python3")
-            assert result.text == str(i * 2)
-
-    started = time.perf_counter()
-    with ThreadPoolExecutor(clients) as pool:
-        list(pool.map(one, range(n)))
-    return n / (time.perf_counter() - started)
-
-
 def _cancel_latency(owner: LocalServer, other: LocalServer, n: int) -> dict[str, Any]:
     times = []
     with (
@@ -129,10 +110,10 @@ def replica_costs() -> dict[str, Any]:
         cpu = {"replica": 0.0, "postgres": 0.0}
         for _ in range(3):  # alternating rounds: both layouts meet the same machine state
             replica_before, pg_before = _tree_cpu([_pid(a)]), _tree_cpu(postmaster)
-            one_rates.append(_throughput([a], 4, n))
+            one_rates.append(throughput([a], 4, n))
             cpu["replica"] += _tree_cpu([_pid(a)]) - replica_before
             cpu["postgres"] += _tree_cpu(postmaster) - pg_before
-            two_rates.append(_throughput([a, b], 4, n))
+            two_rates.append(throughput([a, b], 4, n))
         one, two = sorted(one_rates)[1], sorted(two_rates)[1]
         one_cpu, pg_cpu = cpu["replica"] / 3, cpu["postgres"] / 3
         cancel = _cancel_latency(a, b, 5 if QUICK else 15)

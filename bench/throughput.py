@@ -6,6 +6,7 @@ import asyncio
 import tempfile
 import time
 import uuid
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -19,11 +20,15 @@ from cocalc_tasks.server.process import LocalServer
 
 
 # -- 4. throughput ------------------------------------------------------------------------------
-def throughput(server: LocalServer, clients: int, n: int) -> float:
-    server.wait_for_pool("python3", 2)
+def throughput(server: LocalServer | Sequence[LocalServer], clients: int, n: int) -> float:
+    """Distinct calls per second; with several servers (replicas), the clients take them in
+    turn."""
+    servers = [server] if isinstance(server, LocalServer) else list(server)
+    for s in servers:
+        s.wait_for_pool("python3", 2)
 
     def one(i: int) -> None:
-        with CocalcClient(KEY, server.url) as c:
+        with CocalcClient(KEY, servers[i % clients % len(servers)].url) as c:
             result = c.execute(f"{i} * 2  # {uuid.uuid4().hex}", "python3")
             assert result.text == str(i * 2)
 
