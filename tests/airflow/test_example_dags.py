@@ -118,6 +118,7 @@ def test_dags_folder_parses_cleanly_as_a_user_would_point_at_it(safe_mode: bool)
         "cocalc_sage",
         "cocalc_sage_job",
         "cocalc_command_job",
+        "cocalc_notebook_report",
     }
 
 
