@@ -16,8 +16,9 @@ Jobs are rows in the shared store, so replicas sharing a database serve each oth
 any replica reads and awaits a job from its row (the owner flushes output every 0.2 s), a
 cancel through another replica is recorded in the row and acted on by the owner's watch
 (:meth:`ExecService.watch`, every 0.25 s), and a replica whose heartbeat stops has its running
-jobs marked ``error`` by the first replica to notice. Store calls run in worker threads (writes
-in one, in order), so a slow database never stalls the event loop.
+jobs marked ``error`` by the first replica to notice. Reads go through ``off_loop`` (inline for
+SQLite, a worker thread for PostgreSQL) and a job's writes through one writer thread, in order,
+so a slow database never stalls the event loop.
 """
 
 from __future__ import annotations
@@ -46,7 +47,7 @@ from cocalc_tasks.server.commands import CommandSpec, RunningCommand, build_spec
 from cocalc_tasks.server.sandbox import Limits, Sandbox, child_setup
 from cocalc_tasks.server.service import ApiError, checked_project_id
 from cocalc_tasks.server.settings import ServerSettings
-from cocalc_tasks.server.storage import JobRecord, JobStore, ReplicaRegistry
+from cocalc_tasks.server.storage import JobRecord, JobStore, ReplicaRegistry, off_loop
 from cocalc_tasks.server.storage.jobs import ORPHANED
 
 __all__ = ["ExecService"]
@@ -194,17 +195,17 @@ class ExecService:
         while True:
             try:
                 if self.registry is not None and beats % 4 == 0:
-                    await asyncio.to_thread(self.registry.beat)
-                    await asyncio.to_thread(self.settle_dead_replicas)
+                    await off_loop(self.store.db, self.registry.beat)
+                    await off_loop(self.store.db, self.settle_dead_replicas)
                 local = [j for j in self._jobs.values() if j.command.running]
                 ids = [j.job_id for j in local if j.job_id is not None]
-                stop = set(await asyncio.to_thread(self.store.to_stop, ids)) if ids else set()
+                stop = set(await off_loop(self.store.db, self.store.to_stop, ids)) if ids else set()
                 for job in local:
                     if job.job_id in stop and job.command.running:
                         log.info("cancelling job %s, as asked through the store", job.job_id)
                         job.command.cancel()
                 if beats % 240 == 0:
-                    await asyncio.to_thread(self.store.purge_expired)
+                    await off_loop(self.store.db, self.store.purge_expired)
             except Exception:  # keep watching whatever one pass met (a database restart)
                 log.exception("the job watch failed; trying again")
             beats += 1
@@ -503,7 +504,7 @@ class ExecService:
         job = self._jobs.get(job_id)
         if job is not None and job.project_id == project_id:
             return self._record(job)
-        record = await asyncio.to_thread(self.store.get, job_id, project_id)
+        record = await off_loop(self.store.db, self.store.get, job_id, project_id)
         if record is None:
             raise fail(f"Async operation '{job_id}' does not exist.", thrown=True)
         return record
@@ -547,7 +548,7 @@ class ExecService:
                 job.command.cancel()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(asyncio.shield(job.settled.wait()), 10)
-        elif await asyncio.to_thread(self.store.request_cancel, job_id, project_id):
+        elif await off_loop(self.store.db, self.store.request_cancel, job_id, project_id):
             # Another replica runs it: its watch reads the request and kills the job.
             with contextlib.suppress(ApiError):
                 await self._await_row(job_id, project_id, fail, 10)

@@ -32,7 +32,7 @@ from cocalc_tasks.server.quotas import QuotaExceeded, Quotas, caller_ids
 from cocalc_tasks.server.runner import KernelDied, chdir_code, run_cell
 from cocalc_tasks.server.sandbox import Sandbox
 from cocalc_tasks.server.settings import ServerSettings
-from cocalc_tasks.server.storage import ApiCall, Storage
+from cocalc_tasks.server.storage import ApiCall, Storage, off_loop
 
 __all__ = ["INVALID_UUID", "ApiError", "ExecutionService", "checked_project_id"]
 
@@ -107,6 +107,7 @@ class ExecutionService:
         self.settings = settings
         self.catalog = catalog
         self.pools = pools
+        self.db = storage.db
         self.cache = storage.cache
         self.api_log = storage.api_log
         self.quotas = Quotas(storage.api_log, settings)
@@ -165,13 +166,27 @@ class ExecutionService:
                 total_time_s=time.monotonic() - started,
                 error=error,
             )
-            # Written after the answer, as CoCalc does, by one thread in call order; a lost
-            # row is logged and never costs the caller a result.
+            self._log(call)
+        return answer
+
+    def _log(self, call: ApiCall) -> None:
+        """Write one API log row; a lost row is logged and never costs the caller a result.
+        SQLite: at once (a fraction of a millisecond). PostgreSQL: just after the answer, as
+        CoCalc does, by one thread in call order."""
+        if self.db.local:
+            try:
+                self.api_log.record(call)
+            except Exception as exc:
+                log.error("could not write the API log: %s", exc)
+            return
+        try:
             written = asyncio.get_running_loop().run_in_executor(
                 self._log_writer, self.api_log.record, call
             )
+        except RuntimeError:  # the server is stopping: its log writer is closed
+            log.warning("API log row lost at shutdown (%s, %s)", call.route, call.hash)
+        else:
             written.add_done_callback(_report_log_failure)
-        return answer
 
     async def _execute(
         self, params: Mapping[str, Any], identity: Identity, facts: dict[str, Any]
@@ -208,13 +223,18 @@ class ExecutionService:
             return hit
         if project_id is None:  # CoCalc's quotas hold in the global pool, on a cache miss
             try:
-                await asyncio.to_thread(self.quotas.check, identity)
+                await off_loop(self.db, self.quotas.check, identity)
             except QuotaExceeded as exc:
                 raise ApiError(str(exc)) from None
         created = js_iso_now()
         output = await self._run(kernel.spec_name, directory, history, input_, project_id)
-        await asyncio.to_thread(
-            self.cache.put, digest, output, created, project_id.lower() if project_id else None
+        await off_loop(
+            self.db,
+            self.cache.put,
+            digest,
+            output,
+            created,
+            project_id.lower() if project_id else None,
         )
         return {"output": output, "created": created}
 
@@ -234,7 +254,7 @@ class ExecutionService:
         return hit or {}
 
     async def _cached(self, digest: str, identity: Identity) -> dict[str, Any] | None:
-        hit = await asyncio.to_thread(self.cache.get, digest)
+        hit = await off_loop(self.db, self.cache.get, digest)
         if hit is None:
             return None
         if hit.project_id is not None and not (

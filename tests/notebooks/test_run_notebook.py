@@ -157,3 +157,23 @@ def test_the_cli_runs_a_notebook_with_parameters(server: LocalServer, tmp_path: 
     assert f": {out}" in done.stdout
     assert "result double: 20" in done.stdout and 'result 3: "x"' in done.stdout
     nbformat.validate(nbformat.read(out, as_version=4))
+
+
+def test_megabytes_of_any_text_travel_both_ways_intact(
+    client: CocalcClient, tmp_path: Path
+) -> None:
+    """A 2.5 MB cell source (quotes, heredoc markers, unicode, control characters) goes up in
+    many pieces; 3 MB of output comes back in several."""
+    blob = ("é 😀 'q' \"d\" EOF\n$HOME `x` \\ \x01\t" * 90_000)[:2_500_000]
+    nb = notebook(
+        [
+            (f"blob = {blob!r}\nprint(len(blob))", []),
+            ("print('x' * 3_000_000)", []),
+        ]
+    )
+    out = tmp_path / "big.ipynb"
+    result = run_notebook(nb, output=str(out), client=client)
+    assert result.cells[0].source == nb.cells[0].source  # the source arrived and returned whole
+    assert result.cells[0].result.stdout == f"{len(blob)}\n"
+    assert result.cells[1].result.stdout == "x" * 3_000_000 + "\n"
+    assert out.stat().st_size > 5_000_000

@@ -11,7 +11,7 @@ from prefect import flow
 from cocalc_tasks.errors import CocalcNotebookError
 from prefect_tasks import CocalcCredentials, run_notebook
 from tests.conftest import SECRET_KEY
-from tests.notebooks.builders import failing
+from tests.notebooks.builders import failing, notebook
 from tests.prefect.helpers import artifacts
 
 PROJECT_ID = "6e75dbf1-0342-4249-9dce-6b21648656e9"
@@ -49,3 +49,24 @@ def test_a_failing_cell_fails_the_task_once(credentials: CocalcCredentials, tmp_
     with pytest.raises(CocalcNotebookError, match="cell 2 of the notebook raised ValueError"):
         state.result()
     assert len(nbformat.read(out, as_version=4).cells) == 3
+
+
+def test_the_executed_notebook_goes_to_an_object_storage_url(
+    credentials: CocalcCredentials,
+) -> None:
+    """Any fsspec URL is a place for the output (memory:// here; s3://, gs://... alike)."""
+    import fsspec
+
+    creds = credentials.model_copy(update={"project_id": PROJECT_ID})
+    url = "memory://cocalc-reports/run.ipynb"
+
+    @flow
+    def f() -> str | None:
+        nb = notebook([("n = 1", ["parameters"]), ("n * 3", ["result"])])
+        return run_notebook(creds, nb, {"n": 7}, output=url).output
+
+    assert f() == url
+    with fsspec.open(url, "rb") as handle:
+        saved = nbformat.reads(handle.read().decode("utf-8"), as_version=4)
+    nbformat.validate(saved)
+    assert saved.cells[2].outputs[0]["data"]["text/plain"] == "21"

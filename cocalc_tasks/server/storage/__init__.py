@@ -12,6 +12,7 @@ from cocalc_tasks.server.storage.cache import CachedResult, ResultCache
 from cocalc_tasks.server.storage.database import (
     Database,
     DatabaseError,
+    off_loop,
     open_database,
     redact_url,
 )
@@ -30,6 +31,7 @@ __all__ = [
     "ReplicaRegistry",
     "ResultCache",
     "Storage",
+    "off_loop",
     "open_storage",
     "redact_url",
 ]

@@ -88,10 +88,10 @@ class JobStore:
     def __init__(self, db: Database, ttl_seconds: float = 3600.0, replica: str = "") -> None:
         self.ttl = ttl_seconds
         self.replica = replica
-        self._db = db
+        self.db = db
 
     def create(self, record: JobRecord) -> None:
-        self._db.execute(
+        self.db.execute(
             f"INSERT INTO exec_jobs ({_COLUMNS}, accessed) "  # noqa: S608 - constant columns
             "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
@@ -120,7 +120,7 @@ class JobStore:
         values = [json.dumps(v) if name in _JSON else v for name, v in fields.items()]
         columns = ", ".join(f"{name} = ?" for name in fields)  # names checked above
         return (
-            self._db.execute(
+            self.db.execute(
                 f"UPDATE exec_jobs SET {columns} "  # noqa: S608
                 "WHERE job_id = ? AND status = 'running'",
                 (*values, job_id),
@@ -131,7 +131,7 @@ class JobStore:
     def get(self, job_id: str, project_id: str) -> JobRecord | None:
         """The job, if it belongs to ``project_id``; reading it keeps it alive."""
         now = time.time()
-        with self._db.transaction() as tx:
+        with self.db.transaction() as tx:
             row = tx.execute(
                 f"SELECT {_COLUMNS} FROM exec_jobs "  # noqa: S608
                 "WHERE job_id = ? AND project_id = ? AND (status = 'running' OR accessed > ?)",
@@ -146,13 +146,13 @@ class JobStore:
         """Running jobs, of one replica or of all."""
         sql = f"SELECT {_COLUMNS} FROM exec_jobs WHERE status = 'running'"  # noqa: S608
         if replica is None:
-            return [_record(r) for r in self._db.all(sql)]
-        return [_record(r) for r in self._db.all(sql + " AND replica = ?", (replica,))]
+            return [_record(r) for r in self.db.all(sql)]
+        return [_record(r) for r in self.db.all(sql + " AND replica = ?", (replica,))]
 
     def request_cancel(self, job_id: str, project_id: str) -> bool:
         """Ask the job's replica to cancel it; False if it is not running."""
         return (
-            self._db.execute(
+            self.db.execute(
                 "UPDATE exec_jobs SET cancel_requested = ? "
                 "WHERE job_id = ? AND project_id = ? AND status = 'running'",
                 (time.time(), job_id, project_id),
@@ -166,7 +166,7 @@ class JobStore:
         if not job_ids:
             return []
         marks = ", ".join("?" for _ in job_ids)
-        rows = self._db.all(
+        rows = self.db.all(
             f"SELECT job_id FROM exec_jobs WHERE job_id IN ({marks}) "  # noqa: S608
             "AND (cancel_requested IS NOT NULL OR status != 'running')",
             tuple(job_ids),
@@ -177,7 +177,7 @@ class JobStore:
         """A job whose server died: ``error``, exit code 1, the reason appended to stderr.
         False if it had already finished."""
         now_ms = int(time.time() * 1000)
-        with self._db.transaction() as tx:
+        with self.db.transaction() as tx:
             row = tx.execute(
                 "SELECT stderr, start FROM exec_jobs WHERE job_id = ? AND status = 'running'",
                 (job_id,),
@@ -194,7 +194,7 @@ class JobStore:
         return True
 
     def purge_expired(self) -> int:
-        return self._db.execute(
+        return self.db.execute(
             "DELETE FROM exec_jobs WHERE status != 'running' AND accessed <= ?",
             (time.time() - self.ttl,),
         )
