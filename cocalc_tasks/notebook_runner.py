@@ -27,7 +27,9 @@ import math
 import os
 import re
 import shlex
+import shutil
 import sys
+import tempfile
 import time
 from typing import Any
 
@@ -188,8 +190,15 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
             print(f"cell {cell_index + 1}/{len(nb.cells)} done", flush=True)
 
     timeout = spec.get("cell_timeout")
+    # The kernel talks over Unix sockets in a private folder (short enough for their 107-byte
+    # limit): no TCP ports open in the project, and no warning about plain-text TCP.
+    from jupyter_client.manager import KernelManager
+
+    sockets = tempfile.mkdtemp(prefix="nb-kernel-")
+    manager = KernelManager(kernel_name=kernel, transport="ipc", ip=os.path.join(sockets, "k"))
     client = NotebookClient(
         nb,
+        km=manager,
         kernel_name=kernel,
         timeout=timeout if timeout else None,
         allow_errors=False,
@@ -207,6 +216,8 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         outcome.update(ok=False, cell=index, ename=exc.ename, evalue=exc.evalue)
         if index is not None:
             nb.cells = nb.cells[: index + 1]  # the notebook ends at the failing cell
+    finally:
+        shutil.rmtree(sockets, ignore_errors=True)
     outcome["seconds"] = time.monotonic() - started
     nbformat.write(nb, output)
     outcome.update(size=os.path.getsize(output), sha256=_digest(output))

@@ -133,6 +133,8 @@ class CocalcNotebookOperator(BaseOperator):
             )
             context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
             context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())
+            # The link reads this key: empty until the notebook is saved at an http(s) URL.
+            context["ti"].xcom_push(key=NOTEBOOK_URL_KEY, value="")
             self.log.info("notebook job %s started", run.job_id)
             deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
             if self.deferrable:
