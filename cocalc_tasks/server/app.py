@@ -33,7 +33,7 @@ from cocalc_tasks.server.project_bridge import ProjectBridge, now_ms
 from cocalc_tasks.server.sandbox import Area, Limits, Sandbox, kernel_prefixes
 from cocalc_tasks.server.service import ApiError, ExecutionService
 from cocalc_tasks.server.settings import CONFIG_ENV, ServerSettings
-from cocalc_tasks.server.storage import open_storage
+from cocalc_tasks.server.storage import Storage, off_loop, open_storage
 
 __all__ = ["create_app"]
 
@@ -261,6 +261,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         background = [
             asyncio.ensure_future(_close_idle_areas(pools)),
             asyncio.ensure_future(execs.watch()),
+            asyncio.ensure_future(_purge_expired(storage)),
         ]
         try:
             yield
@@ -400,6 +401,17 @@ async def _close_idle_areas(pools: KernelPools) -> None:
             continue
         if closed:
             log.info("stopped the kernels of %d idle project(s)", len(closed))
+
+
+async def _purge_expired(storage: Storage) -> None:
+    """Every minute, delete expired rows: cached results, finished jobs, API log rows (the
+    start-up purge alone would let a long-running server's log grow for ever)."""
+    while True:
+        await asyncio.sleep(60)
+        try:
+            await off_loop(storage.db, storage.purge_expired)
+        except Exception:  # a database restart costs one pass
+            log.exception("purging expired rows failed")
 
 
 def _server_secret(name: str) -> bool:

@@ -165,9 +165,7 @@ class ExecService:
             self.store.mark_orphaned(record.job_id, ORPHANED + f" (replica '{record.replica}')")
         if orphans:
             log.warning("%d job(s) were running when this server last stopped", len(orphans))
-        count = len(orphans) + self.settle_dead_replicas()
-        self.store.purge_expired()
-        return count
+        return len(orphans) + self.settle_dead_replicas()
 
     def settle_dead_replicas(self) -> int:
         """Mark ``error`` the running jobs of replicas silent for ``--replica-timeout``."""
@@ -204,8 +202,6 @@ class ExecService:
                     if job.job_id in stop and job.command.running:
                         log.info("cancelling job %s, as asked through the store", job.job_id)
                         job.command.cancel()
-                if beats % 240 == 0:
-                    await off_loop(self.store.db, self.store.purge_expired)
             except Exception:  # keep watching whatever one pass met (a database restart)
                 log.exception("the job watch failed; trying again")
             beats += 1
