@@ -23,25 +23,18 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
-from cocalc_tasks.command_reporting import (
-    OutputLines,
-    command_dict,
-    command_log_records,
-    command_markdown,
-)
+from cocalc_tasks.command_reporting import command_dict, command_log_records, command_markdown
 from cocalc_tasks.command_result import CommandResult, Job
 from cocalc_tasks.errors import CocalcUnknownJobError
 from cocalc_tasks.exec_request import ExecRequest
 from prefect_tasks.credentials import CocalcCredentials
 from prefect_tasks.jobs import (
     DEFAULT_JOB_TIMEOUT,
-    CancellationWatch,
-    FlowRunCancelling,
     await_job,
-    cancel_job,
     exec_request,
     record_job,
     run_logger,
+    wait_job,
 )
 from prefect_tasks.tasks import TASK_OPTIONS
 
@@ -161,21 +154,7 @@ def _run_command(
     options = {"project_id": project_id, "path": path, "timeout": timeout, "env": env}
     request = exec_request(credentials, command, args, code, interpreter, options)
     job = _start(credentials, request)
-    lines = OutputLines.to_logger(run_logger())
-    watch = CancellationWatch()
-    with credentials.get_client() as client:
-        try:
-            client.wait(job, on_output=lines.feed, on_status=watch, poll_interval=poll_interval)
-        except FlowRunCancelling:
-            cancel_job(credentials, job)
-            raise
-        except Exception:
-            raise  # transient errors: the retry re-attaches to the job
-        except BaseException:  # the flow run is being cancelled, or Ctrl-C
-            cancel_job(credentials, job)
-            raise
-        finally:
-            lines.flush()
+    wait_job(credentials, job, poll_interval=poll_interval)  # a retry re-attaches to the job
     return _finish(
         credentials,
         job,

@@ -132,6 +132,36 @@ async def await_job(credentials: CocalcCredentials, job: Job, *, poll_interval: 
         client.close()
 
 
+def wait_job(
+    credentials: CocalcCredentials,
+    job: Job,
+    *,
+    poll_interval: float,
+    cancel_on_error: bool = False,
+) -> CommandResult:
+    """:func:`await_job` for sync tasks: wait for ``job``, each new line to the run logger.
+    A cancelling flow run (:class:`CancellationWatch`) or an interrupt (Ctrl-C, a cancellation
+    raised in the flow's main thread) cancels the job. Any other error leaves it running, for
+    a retry that re-attaches to it; ``cancel_on_error`` cancels it then too, for tasks whose
+    retry starts a new job (two would run)."""
+    lines = OutputLines.to_logger(run_logger())
+    watch = CancellationWatch()
+    with credentials.get_client() as client:
+        try:
+            return client.wait(
+                job, on_output=lines.feed, on_status=watch, poll_interval=poll_interval
+            )
+        except Exception as exc:
+            if cancel_on_error or isinstance(exc, FlowRunCancelling):
+                cancel_job(credentials, job)
+            raise
+        except BaseException:
+            cancel_job(credentials, job)
+            raise
+        finally:
+            lines.flush()
+
+
 class FlowRunCancelling(Exception):
     """The flow run is being cancelled: the job was cancelled and the task stops waiting."""
 

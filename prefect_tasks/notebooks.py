@@ -19,10 +19,9 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from cocalc_tasks.command_reporting import OutputLines
 from cocalc_tasks.notebooks import NotebookResult, submit_notebook
 from prefect_tasks.credentials import CocalcCredentials
-from prefect_tasks.jobs import cancel_job, record_job, run_logger
+from prefect_tasks.jobs import record_job, run_logger, wait_job
 from prefect_tasks.tasks import TASK_OPTIONS
 
 __all__ = ["notebook_markdown", "run_notebook"]
@@ -64,8 +63,6 @@ def run_notebook(
 ) -> NotebookResult:
     """Run ``notebook`` (a local path, an nbformat node, or ``project:<path>``) with
     ``parameters`` in a CoCalc project; see :func:`cocalc_tasks.notebooks.run_notebook`."""
-    logger = run_logger()
-    lines = OutputLines.to_logger(logger)
     with credentials.get_client() as client:
         run = submit_notebook(
             client,
@@ -78,13 +75,9 @@ def run_notebook(
             timeout=timeout,
         )
         record_job(run.job)
-        logger.info("notebook job %s started", run.job_id)
-        try:
-            finished = client.wait(run.job, on_output=lines.feed, poll_interval=1.0)
-        except BaseException:
-            cancel_job(credentials, run.job)  # a cancelled flow takes its notebook with it
-            raise
-        lines.flush()
+        run_logger().info("notebook job %s started", run.job_id)
+        # A retry submits the notebook anew: whatever ends this wait cancels the job.
+        finished = wait_job(credentials, run.job, poll_interval=1.0, cancel_on_error=True)
         result = run.collect(client, finished)
     if artifact_key is not None:
         create_markdown_artifact(
