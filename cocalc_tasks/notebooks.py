@@ -345,8 +345,7 @@ def submit_notebook(
     if not project:
         raise CocalcValidationError("a notebook runs in a project: pass project_id")
     params = dict(parameters or {})
-    for name in params:  # refused here, before anything is uploaded
-        notebook_runner.render_parameters({name: params[name]}, "python")
+    notebook_runner.render_parameters(params, "python")  # refused here, before any upload
     data = _notebook_bytes(notebook)
     workdir = f"{_WORK}/{uuid.uuid4().hex}"
     runner = Path(notebook_runner.__file__).read_bytes()

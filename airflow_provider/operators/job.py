@@ -284,20 +284,11 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
         job = {"job_id": str(event.get("job_id")), "project_id": str(event.get("project_id"))}
         self._job = job
-        status = event.get("status")
+        raise_for_event(self.hook.client, event, self.log)  # retries re-attach to the job
         try:
-            if status == "done":
-                return self.get_job_result(job, context)
-            if status == "timeout":
-                self.log.error("job %s outlived its deadline; cancelling it", job["job_id"])
-                self.hook.client.cancel(job["job_id"], project_id=job["project_id"])
-                raise AirflowException(str(event.get("message") or "the job outlived its deadline"))
+            return self.get_job_result(job, context)
         except CocalcError as exc:
             fail(exc)
-        message = f"waiting for job {job['job_id']} failed: {event.get('message')}"
-        if event.get("transient"):
-            raise AirflowException(message)  # retries re-attach to the job
-        raise AirflowFailException(message)
 
     # -- kill -----------------------------------------------------------------------------------
     def on_kill(self) -> None:
@@ -313,6 +304,28 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
             job["job_id"], project_id=job["project_id"]
         )
         self.log.info("cancelled CoCalc job %s: %s", job["job_id"], status.status)
+
+
+def raise_for_event(client: Any, event: Mapping[str, Any], log: Any, what: str = "job") -> None:
+    """Return when :class:`~airflow_provider.triggers.cocalc.CocalcJobTrigger`'s event says
+    the job is done. Otherwise raise what Airflow should see: a job that outlived its deadline
+    is cancelled and ``AirflowException`` (retryable) raised, as for a transient failure of
+    the wait; any other failure is ``AirflowFailException``."""
+    status = event.get("status")
+    if status == "done":
+        return
+    job_id, project_id = str(event.get("job_id")), str(event.get("project_id"))
+    if status == "timeout":
+        log.error("%s %s outlived its deadline; cancelling it", what, job_id)
+        try:
+            client.cancel(job_id, project_id=project_id)
+        except CocalcError as exc:
+            fail(exc)
+        raise AirflowException(str(event.get("message") or f"the {what} outlived its deadline"))
+    message = f"waiting for {what} {job_id} failed: {event.get('message')}"
+    if event.get("transient"):
+        raise AirflowException(message)
+    raise AirflowFailException(message)
 
 
 def _job_ref(external_id: Any) -> dict[str, str]:

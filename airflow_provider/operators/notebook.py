@@ -15,11 +15,11 @@ from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
 from airflow.sdk import BaseOperator, BaseOperatorLink, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider.hooks.cocalc import CocalcHook
 from airflow_provider.operators.cocalc import PROJECT_URL_KEY, fail, project_url
-from airflow_provider.operators.job import DEADLINE_MARGIN
+from airflow_provider.operators.job import DEADLINE_MARGIN, raise_for_event
 from cocalc_tasks.errors import CocalcError, CocalcNotebookError
 
 if TYPE_CHECKING:
@@ -172,21 +172,12 @@ class CocalcNotebookOperator(BaseOperator):
             run = context["ti"].xcom_pull(task_ids=self.task_id, key=NOTEBOOK_RUN_KEY)
         notebook_run = self._run = NotebookRun.from_dict(run or {})
         hook = CocalcHook(self.cocalc_conn_id)
+        raise_for_event(hook.client, event, self.log, what="notebook job")
         try:
-            if event.get("status") == "done":
-                status = hook.client.job(notebook_run.job_id, project_id=notebook_run.project_id)
-                return self._collect(hook, notebook_run, status.result(), context)
-            if event.get("status") == "timeout":
-                hook.client.cancel(notebook_run.job_id, project_id=notebook_run.project_id)
-                raise AirflowException(
-                    str(event.get("message") or "the notebook outlived its deadline")
-                )
+            status = hook.client.job(notebook_run.job_id, project_id=notebook_run.project_id)
+            return self._collect(hook, notebook_run, status.result(), context)
         except CocalcError as exc:
             fail(exc)
-        message = f"waiting for notebook job {notebook_run.job_id} failed: {event.get('message')}"
-        if event.get("transient"):
-            raise AirflowException(message)
-        raise AirflowFailException(message)
 
     def _collect(
         self, hook: CocalcHook, run: NotebookRun, finished: Any, context: Context
