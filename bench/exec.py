@@ -13,7 +13,7 @@ import requests
 
 from bench.common import KEY, N_CLIENT, QUICK, ms, pct, timed
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 
 PROJECT = "6e75dbf1-0342-4249-9dce-6b21648656e9"
 WATCH_SECONDS = 10.0 if QUICK else 30.0

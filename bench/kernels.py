@@ -17,8 +17,8 @@ from bench.common import (
 
 async def _pool_starts(fork: bool, n: int) -> list[float]:
     """Seconds from asking the server's pool for a kernel to its being ready (warm-up incl.)."""
-    from cocalc_tasks.server.kernelspecs import KernelCatalog
-    from cocalc_tasks.server.pool import KernelPools
+    from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog
+    from cocalc_tasks.server.jupyter.pool import KernelPools
 
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "IPYTHONDIR": f"{tmp}/ipython", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}

@@ -22,7 +22,7 @@ from bench.common import (
     timed,
 )
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 
 
 # -- 1. client overhead -------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.common import KEY, QUICK, ms
 from cocalc_tasks import CocalcClient, run_notebook
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 
 PROJECT_ID = "6e75dbf1-0342-4249-9dce-6b21648656e9"
 

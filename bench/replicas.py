@@ -23,7 +23,7 @@ import psutil
 from bench.common import KEY, N_CLIENT, N_THROUGHPUT, QUICK, ms
 from bench.throughput import throughput
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.support.postgres import PostgresServer
 
 PROJECT_ID = "6e75dbf1-0342-4249-9dce-6b21648656e9"

@@ -93,7 +93,7 @@ def write_markdown(r: dict[str, Any]) -> None:
         f"after {s['calls']} | <= 100 MB, flat |",
         f"| 6 | kernel processes after {s['calls']} calls | {s['kernel_processes_after']} "
         f"(pool size {s['pool_size']}) | = pool size |",
-        f"| 6 | fork server (zygote) RSS, shared copy-on-write with the kernels it forks | "
+        f"| 6 | zygote RSS, shared copy-on-write with the kernels it forks | "
         f"{s['zygote_rss_mb']:.1f} MB | |",
     ]
     e = r["exec"]

@@ -26,7 +26,7 @@ from bench.sage import sage_costs
 from bench.sandbox import sandbox_costs
 from bench.soak import soak
 from bench.throughput import throughput_all
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 
 
 def main() -> int:

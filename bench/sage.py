@@ -18,7 +18,7 @@ import psutil
 
 from bench.common import KEY, QUICK, ROOT, ms
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 
 SAGE_PYTHON = ROOT / ".venv-sage/bin/python"
 PREFECT_PYTHON = ROOT / ".venv-prefect/bin/python"

@@ -10,7 +10,7 @@ from typing import Any
 
 from bench.common import KEY, N_THROUGHPUT, N_WARM, ms
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 
 PROJECT = "6e75dbf1-0342-4249-9dce-6b21648656e9"
 PAUSE = 0.05

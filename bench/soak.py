@@ -13,7 +13,7 @@ from bench.common import (
     N_SOAK,
 )
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 
 
 # -- 6. RSS and kernel processes over many calls --------------------------------------------------
@@ -33,7 +33,7 @@ def soak(server: LocalServer) -> dict[str, Any]:
         return bool(line) and line[0].endswith("bwrap")
 
     def zygotes() -> list[psutil.Process]:
-        # A fork server: zygote.py, whose parent is not one (its kernels share its cmdline).
+        # A zygote: zygote.py, whose parent is not one (its kernels share its cmdline).
         found = []
         for p in proc.children(recursive=True):
             if "zygote.py" not in " ".join(cmdline(p)) or sandbox(p):
@@ -44,7 +44,7 @@ def soak(server: LocalServer) -> dict[str, Any]:
         return found
 
     def kernels() -> int:
-        # Kernels are the server's descendants, minus fork servers and sandbox wrappers.
+        # Kernels are the server's descendants, minus zygotes and sandbox wrappers.
         tree = set(proc.children(recursive=True))
         return len({p for p in tree if not sandbox(p)} - set(zygotes()))
 

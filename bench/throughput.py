@@ -16,7 +16,7 @@ from bench.common import (
     QUICK,
 )
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 
 
 # -- 4. throughput ------------------------------------------------------------------------------

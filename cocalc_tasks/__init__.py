@@ -4,23 +4,24 @@
 >>> execute_code("factor(2023)", kernel="sage-9.8").text  # doctest: +SKIP
 '7 * 17^2'
 
-The error classes are plain Python and load at once. Every other name loads on first use
+The base error classes are plain Python and load at once. Every other name loads on first use
 (PEP 562), so importing an operator or task module that only refers to them stays cheap at
 DAG-parse time; ``requests`` is imported when a client is first needed.
 """
 
 from __future__ import annotations
 
-from importlib import import_module
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from cocalc_tasks import errors
-from cocalc_tasks.errors import *  # noqa: F403  (the one error hierarchy, named in errors.__all__)
+from cocalc_tasks._lazy import lazy_exports
+from cocalc_tasks.model.errors import *  # noqa: F403  (the hierarchy's base, loaded at once)
 
 __version__ = "0.1.0"
 
 #: Lazily loaded public names and the module each comes from.
 _EXPORTS = {
+    **errors._EXPORTS,
     "execute_code": "cocalc_tasks.api",
     "list_kernels": "cocalc_tasks.api",
     "run_command": "cocalc_tasks.api",
@@ -28,38 +29,28 @@ _EXPORTS = {
     "submit_command": "cocalc_tasks.api",
     "wait_for_job": "cocalc_tasks.api",
     "cancel_job": "cocalc_tasks.api",
-    "ExecRequest": "cocalc_tasks.exec_request",
-    "CommandResult": "cocalc_tasks.command_result",
-    "Job": "cocalc_tasks.command_result",
-    "JobStatus": "cocalc_tasks.command_result",
-    "JobStat": "cocalc_tasks.command_result",
-    "CocalcClient": "cocalc_tasks.client",
-    "ExecuteRequest": "cocalc_tasks.request",
-    "compute_hash": "cocalc_tasks.hashing",
-    "ExecutionResult": "cocalc_tasks.models",
-    "Image": "cocalc_tasks.models",
-    "KernelSpec": "cocalc_tasks.models",
-    "RemoteError": "cocalc_tasks.models",
-    "KernelSession": "cocalc_tasks.session",
-    "run_notebook": "cocalc_tasks.notebooks",
-    "NotebookResult": "cocalc_tasks.notebooks",
-    "NotebookCell": "cocalc_tasks.notebooks",
+    "ExecRequest": "cocalc_tasks.model.exec_requests",
+    "CommandResult": "cocalc_tasks.model.command_results",
+    "Job": "cocalc_tasks.model.command_results",
+    "JobStatus": "cocalc_tasks.model.command_results",
+    "JobStat": "cocalc_tasks.model.command_results",
+    "CocalcClient": "cocalc_tasks.client.client",
+    "ExecuteRequest": "cocalc_tasks.model.requests",
+    "compute_hash": "cocalc_tasks.model.hashing",
+    "ExecutionResult": "cocalc_tasks.model.results",
+    "Image": "cocalc_tasks.model.results",
+    "KernelSpec": "cocalc_tasks.model.results",
+    "RemoteError": "cocalc_tasks.model.results",
+    "KernelSession": "cocalc_tasks.client.kernel_session",
+    "run_notebook": "cocalc_tasks.notebooks.run",
+    "NotebookResult": "cocalc_tasks.notebooks.run",
+    "NotebookCell": "cocalc_tasks.notebooks.run",
 }
 
-__all__ = sorted([*_EXPORTS, *errors.__all__])
+__all__ = sorted({*_EXPORTS, *errors.__all__})
 
 
-def __getattr__(name: str) -> Any:
-    module = _EXPORTS.get(name)
-    if module is None:
-        raise AttributeError(f"module 'cocalc_tasks' has no attribute {name!r}")
-    value = getattr(import_module(module), name)
-    globals()[name] = value
-    return value
-
-
-def __dir__() -> list[str]:
-    return sorted([*globals(), *_EXPORTS])
+__getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 
 
 if TYPE_CHECKING:
@@ -70,19 +61,23 @@ if TYPE_CHECKING:
     from cocalc_tasks.api import run_script as run_script
     from cocalc_tasks.api import submit_command as submit_command
     from cocalc_tasks.api import wait_for_job as wait_for_job
-    from cocalc_tasks.client import CocalcClient as CocalcClient
-    from cocalc_tasks.command_result import CommandResult as CommandResult
-    from cocalc_tasks.command_result import Job as Job
-    from cocalc_tasks.command_result import JobStat as JobStat
-    from cocalc_tasks.command_result import JobStatus as JobStatus
-    from cocalc_tasks.exec_request import ExecRequest as ExecRequest
-    from cocalc_tasks.hashing import compute_hash as compute_hash
-    from cocalc_tasks.models import ExecutionResult as ExecutionResult
-    from cocalc_tasks.models import Image as Image
-    from cocalc_tasks.models import KernelSpec as KernelSpec
-    from cocalc_tasks.models import RemoteError as RemoteError
-    from cocalc_tasks.notebooks import NotebookCell as NotebookCell
-    from cocalc_tasks.notebooks import NotebookResult as NotebookResult
-    from cocalc_tasks.notebooks import run_notebook as run_notebook
-    from cocalc_tasks.request import ExecuteRequest as ExecuteRequest
-    from cocalc_tasks.session import KernelSession as KernelSession
+    from cocalc_tasks.client.client import CocalcClient as CocalcClient
+    from cocalc_tasks.client.kernel_session import KernelSession as KernelSession
+    from cocalc_tasks.errors import CocalcCommandError as CocalcCommandError
+    from cocalc_tasks.errors import CocalcCommandTimeoutError as CocalcCommandTimeoutError
+    from cocalc_tasks.errors import CocalcExecutionError as CocalcExecutionError
+    from cocalc_tasks.errors import error_from_message as error_from_message
+    from cocalc_tasks.model.command_results import CommandResult as CommandResult
+    from cocalc_tasks.model.command_results import Job as Job
+    from cocalc_tasks.model.command_results import JobStat as JobStat
+    from cocalc_tasks.model.command_results import JobStatus as JobStatus
+    from cocalc_tasks.model.exec_requests import ExecRequest as ExecRequest
+    from cocalc_tasks.model.hashing import compute_hash as compute_hash
+    from cocalc_tasks.model.requests import ExecuteRequest as ExecuteRequest
+    from cocalc_tasks.model.results import ExecutionResult as ExecutionResult
+    from cocalc_tasks.model.results import Image as Image
+    from cocalc_tasks.model.results import KernelSpec as KernelSpec
+    from cocalc_tasks.model.results import RemoteError as RemoteError
+    from cocalc_tasks.notebooks.run import NotebookCell as NotebookCell
+    from cocalc_tasks.notebooks.run import NotebookResult as NotebookResult
+    from cocalc_tasks.notebooks.run import run_notebook as run_notebook

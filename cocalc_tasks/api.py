@@ -1,7 +1,7 @@
 """The functional surface: ``execute_code``, ``list_kernels``, and the exec API's
 ``run_command``, ``run_script``, ``submit_command``, ``wait_for_job`` and ``cancel_job``.
 
-They are thin wrappers over :class:`~cocalc_tasks.client.CocalcClient`, in the manner of
+They are thin wrappers over :class:`~cocalc_tasks.client.client.CocalcClient`, in the manner of
 ``requests.get`` over ``requests.Session``. Pass ``client=`` to reuse a connection; otherwise
 a client is built from ``api_key``/``host`` (or the ``COCALC_*`` environment) and closed after
 the call. These are the functions the CLI, Airflow and Prefect layers call.
@@ -13,12 +13,12 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Unpack
 
-from cocalc_tasks.client import CocalcClient
-from cocalc_tasks.command_result import CommandResult, Job, JobStatus
-from cocalc_tasks.exec_calls import Deadline, OutputCallback
-from cocalc_tasks.exec_request import ExecOptions
-from cocalc_tasks.models import ExecutionResult, KernelSpec
-from cocalc_tasks.request import ExecuteOptions
+from cocalc_tasks.client.client import CocalcClient
+from cocalc_tasks.client.exec_calls import Deadline, OutputCallback
+from cocalc_tasks.model.command_results import CommandResult, Job, JobStatus
+from cocalc_tasks.model.exec_requests import ExecOptions
+from cocalc_tasks.model.requests import ExecuteOptions
+from cocalc_tasks.model.results import ExecutionResult, KernelSpec
 
 __all__ = [
     "cancel_job",
@@ -54,7 +54,7 @@ def execute_code(
     """Run code on a CoCalc kernel and return its outputs.
 
     ``options``: ``history``, ``project_id``, ``path``, ``no_cache``, ``tag``
-    (see :class:`~cocalc_tasks.request.ExecuteOptions`).
+    (see :class:`~cocalc_tasks.model.requests.ExecuteOptions`).
 
     >>> execute_code("print(2+3)", kernel="python3").stdout  # doctest: +SKIP
     '5\\n'

@@ -22,14 +22,20 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, TextIO
 
-from cocalc_tasks.client import CocalcClient
-from cocalc_tasks.command_result import CommandResult, JobStatus
+from cocalc_tasks.client.client import CocalcClient
+from cocalc_tasks.client.routes import API_CHOICES
 from cocalc_tasks.errors import CocalcError, CocalcNotebookError, CocalcValidationError
-from cocalc_tasks.exec_request import ExecRequest
-from cocalc_tasks.models import ExecutionResult
-from cocalc_tasks.output_items import ErrorOutput, RichOutput, Stream, TruncationNotice, strip_ansi
-from cocalc_tasks.request import ExecuteRequest
-from cocalc_tasks.routes import API_CHOICES
+from cocalc_tasks.model.command_results import CommandResult, JobStatus
+from cocalc_tasks.model.exec_requests import ExecRequest
+from cocalc_tasks.model.output_items import (
+    ErrorOutput,
+    RichOutput,
+    Stream,
+    TruncationNotice,
+    strip_ansi,
+)
+from cocalc_tasks.model.requests import ExecuteRequest
+from cocalc_tasks.model.results import ExecutionResult
 
 __all__ = ["main"]
 
@@ -340,7 +346,7 @@ def _parameter_value(text: str) -> Any:
 
 
 def _cmd_notebook(args: argparse.Namespace) -> int:
-    from cocalc_tasks.notebooks import run_notebook
+    from cocalc_tasks.notebooks.run import run_notebook
 
     parameters = {name: _parameter_value(value) for name, value in args.parameter}
     with _client(args) as client:

@@ -15,7 +15,7 @@ import time
 from pathlib import Path
 
 from cocalc_tasks import CocalcClient, CocalcExecutionError, KernelSession
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.testing import LocalServer
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_KEY = "sk-demo-local-only"

@@ -8,7 +8,7 @@ from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.config import DEFAULT_HOST, DEFAULT_TIMEOUT
+from cocalc_tasks.client import DEFAULT_HOST, DEFAULT_TIMEOUT
 
 __all__ = ["LOGO_URL", "CocalcCredentials"]
 

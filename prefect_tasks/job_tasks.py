@@ -23,10 +23,9 @@ from prefect import task
 from prefect.artifacts import create_markdown_artifact
 from prefect.context import TaskRunContext
 
-from cocalc_tasks.command_reporting import command_dict, command_log_records, command_markdown
-from cocalc_tasks.command_result import CommandResult, Job
 from cocalc_tasks.errors import CocalcUnknownJobError
-from cocalc_tasks.exec_request import ExecRequest
+from cocalc_tasks.model import CommandResult, ExecRequest, Job
+from cocalc_tasks.reporting import command_dict, command_log_records, command_markdown
 from prefect_tasks.credentials import CocalcCredentials
 from prefect_tasks.jobs import (
     DEFAULT_JOB_TIMEOUT,

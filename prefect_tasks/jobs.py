@@ -23,10 +23,9 @@ from prefect.exceptions import MissingContextError
 from pydantic import Field
 
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.command_reporting import OutputLines, command_log_records, command_markdown
-from cocalc_tasks.command_result import CommandResult, Job, JobStatus
-from cocalc_tasks.exec_request import ExecRequest, script_request
-from cocalc_tasks.job_polling import poll_job
+from cocalc_tasks.client import poll_job
+from cocalc_tasks.model import CommandResult, ExecRequest, Job, JobStatus, script_request
+from cocalc_tasks.reporting import OutputLines, command_log_records, command_markdown
 from prefect_tasks.credentials import LOGO_URL, CocalcCredentials
 
 __all__ = [
@@ -109,7 +108,7 @@ async def acancel_job(credentials: CocalcCredentials, job: Job) -> None:
 
 
 async def await_job(credentials: CocalcCredentials, job: Job, *, poll_interval: float) -> JobStatus:
-    """Poll until ``job`` ends (:func:`~cocalc_tasks.job_polling.poll_job`), each new line
+    """Poll until ``job`` ends (:func:`~cocalc_tasks.client.job_polling.poll_job`), each new line
     to the run logger. A cancelled wait (flow-run cancellation, a task's ``timeout_seconds``)
     or a cancelling flow run (:class:`CancellationWatch`) cancels the job."""
     lines = OutputLines.to_logger(run_logger())

@@ -1,9 +1,9 @@
 """A Prefect task that runs a parameterised notebook on CoCalc: ``run_notebook``.
 
-The notebook runs in the project as one exec job (:func:`cocalc_tasks.notebooks.run_notebook`),
+The notebook runs in the project as one exec job (:func:`cocalc_tasks.notebooks.run.run_notebook`),
 each finished cell is logged, and a markdown artifact links the executed notebook and lists the
 values of its cells tagged ``result``. The task returns the
-:class:`~cocalc_tasks.notebooks.NotebookResult`, so the next task reads
+:class:`~cocalc_tasks.notebooks.run.NotebookResult`, so the next task reads
 ``result.results["total"]``. A failing cell raises
 :class:`~cocalc_tasks.errors.CocalcNotebookError` (never retried: it would fail again) after
 the notebook up to that cell was saved. The job is recorded on the flow run, so
@@ -62,7 +62,7 @@ def run_notebook(
     artifact_key: str | None = "cocalc-notebook",
 ) -> NotebookResult:
     """Run ``notebook`` (a local path, an nbformat node, or ``project:<path>``) with
-    ``parameters`` in a CoCalc project; see :func:`cocalc_tasks.notebooks.run_notebook`."""
+    ``parameters`` in a CoCalc project; see :func:`cocalc_tasks.notebooks.run.run_notebook`."""
     with credentials.get_client() as client:
         run = submit_notebook(
             client,

@@ -25,8 +25,8 @@ from prefect.cache_policies import NO_CACHE, CachePolicy
 from prefect.context import TaskRunContext
 
 from cocalc_tasks import CocalcError, CocalcExecutionError, ExecutionResult
+from cocalc_tasks.model import ExecuteRequest
 from cocalc_tasks.reporting import compact_dict, log_records, to_markdown
-from cocalc_tasks.request import ExecuteRequest
 from prefect_tasks.credentials import CocalcCredentials
 
 __all__ = [

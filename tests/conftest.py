@@ -57,7 +57,7 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     suite is none of its business."""
     import time
 
-    from cocalc_tasks.server.process import DATA_DIR_PREFIX
+    from cocalc_tasks.server.local_server import DATA_DIR_PREFIX
     from tests.support.postgres import ROOT_PREFIX
     from tests.support.procs import cmdline, processes_mentioning
 

@@ -4,7 +4,7 @@ Connection fields: ``host`` is the API base URL (default ``https://cocalc.com``)
 is the API key (masked by Airflow in logs and rendered templates), ``schema`` the scheme
 (``https``, the default, or ``http``) when ``host`` has none, ``port`` an optional port, and
 ``extra`` may hold ``project_id``, ``verify``, ``timeout`` and ``api`` (``auto``, the
-default, ``v2``, ``hub`` or ``project``: see ``cocalc_tasks.routes``).
+default, ``v2``, ``hub`` or ``project``: see ``cocalc_tasks.client.routes``).
 
 Example ``AIRFLOW_CONN_COCALC_DEFAULT`` (JSON form)::
 
@@ -25,13 +25,12 @@ from typing import TYPE_CHECKING, Any, Unpack
 
 from airflow.sdk import BaseHook
 
-from cocalc_tasks.config import DEFAULT_HOST, DEFAULT_TIMEOUT
+from cocalc_tasks.client import DEFAULT_HOST, DEFAULT_TIMEOUT
 from cocalc_tasks.errors import CocalcError, CocalcValidationError
 
 if TYPE_CHECKING:  # the client (and requests) load on first use, not at DAG parsing
     from cocalc_tasks.client import CocalcClient
-    from cocalc_tasks.models import ExecutionResult, KernelSpec
-    from cocalc_tasks.request import ExecuteOptions, ExecuteRequest
+    from cocalc_tasks.model import ExecuteOptions, ExecuteRequest, ExecutionResult, KernelSpec
 
 __all__ = ["CocalcHook"]
 

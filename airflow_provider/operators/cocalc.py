@@ -1,7 +1,7 @@
 """CocalcExecuteOperator and CocalcListKernelsOperator.
 
-The operators are thin: the hook talks to CoCalc, and :mod:`cocalc_tasks.reporting` formats the
-log lines and the compact XCom value. A remote exception fails the task without Airflow retries
+The operators are thin: the hook talks to CoCalc, and :mod:`cocalc_tasks.reporting` formats
+the log lines and the compact XCom value. A remote exception fails the task without Airflow retries
 (it would fail the same way again); transient errors (connection, timeout, quota, 5xx) raise
 normally so that ``retries`` apply.
 """
@@ -16,13 +16,13 @@ from airflow.sdk import BaseOperator, BaseOperatorLink
 from airflow.sdk.exceptions import AirflowFailException
 
 from airflow_provider.hooks.cocalc import CocalcHook
-from cocalc_tasks.config import DEFAULT_MAX_CHARS
 from cocalc_tasks.errors import CocalcError, CocalcExecutionError
+from cocalc_tasks.reporting import DEFAULT_MAX_CHARS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from cocalc_tasks.models import ExecutionResult
+    from cocalc_tasks.model import ExecutionResult
 
 __all__ = ["CocalcExecuteOperator", "CocalcListKernelsOperator", "CocalcProjectLink"]
 
@@ -147,7 +147,7 @@ class CocalcExecuteOperator(BaseOperator):
         return self.input if self.input is not None else read_code_file(self, str(self.code_file))
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from cocalc_tasks.request import ExecuteRequest
+        from cocalc_tasks.model import ExecuteRequest
 
         hook = self.hook
         project_id = self.project_id or hook.project_id

@@ -31,14 +31,13 @@ from airflow_provider.operators.cocalc import (
     project_url,
     read_code_file,
 )
-from cocalc_tasks.config import DEFAULT_MAX_CHARS
 from cocalc_tasks.errors import CocalcError, CocalcUnknownJobError, CocalcValidationError
+from cocalc_tasks.reporting import DEFAULT_MAX_CHARS
 
 if TYPE_CHECKING:
     from airflow.sdk import Context
 
-    from cocalc_tasks.command_result import CommandResult
-    from cocalc_tasks.exec_request import ExecRequest
+    from cocalc_tasks.model import CommandResult, ExecRequest
 
 __all__ = ["JOB_ID_KEY", "CocalcRunOperator"]
 
@@ -165,7 +164,7 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         return self._built
 
     def _build_request(self) -> ExecRequest:
-        from cocalc_tasks.exec_request import ExecRequest, script_request
+        from cocalc_tasks.model import ExecRequest, script_request
 
         project = self.project_id or self.hook.project_id
         options: dict[str, Any] = {
@@ -237,7 +236,7 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
                 ),
                 method_name="execute_complete",
             )
-        from cocalc_tasks.command_reporting import OutputLines
+        from cocalc_tasks.reporting import OutputLines
 
         lines = OutputLines.to_logger(self.log)
         self.log.info("waiting for CoCalc job %s", job["job_id"])
@@ -253,7 +252,7 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         """Fetch the finished job (with its CPU and memory samples), log it, judge it."""
-        from cocalc_tasks.command_reporting import command_dict, command_log_records
+        from cocalc_tasks.reporting import command_dict, command_log_records
 
         job = self._job = _job_ref(external_id)
         if self._result is not None and self._result["job_id"] == job["job_id"]:

@@ -1,6 +1,6 @@
 """CocalcNotebookOperator: a parameterised notebook run on CoCalc, papermill-style.
 
-The notebook runs in the project as one exec job (:func:`cocalc_tasks.notebooks.run_notebook`:
+The notebook runs in the project as one exec job (:func:`cocalc_tasks.notebooks.run.run_notebook`:
 no Jupyter cell limit). The operator uploads it and starts the job, then waits on the worker
 (each finished cell logged) or, with ``deferrable=True``, through the same
 :class:`~airflow_provider.triggers.cocalc.CocalcJobTrigger` as ``CocalcRunOperator``, freeing
@@ -116,8 +116,8 @@ class CocalcNotebookOperator(BaseOperator):
         return str(Path(folder or ".") / self.notebook)
 
     def execute(self, context: Context) -> dict[str, Any]:
-        from cocalc_tasks.command_reporting import OutputLines
         from cocalc_tasks.notebooks import submit_notebook
+        from cocalc_tasks.reporting import OutputLines
 
         hook = CocalcHook(self.cocalc_conn_id)
         try:

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any
 from airflow.triggers.base import BaseTrigger, TriggerEvent
 
 from airflow_provider.hooks.cocalc import CocalcHook
-from cocalc_tasks.command_reporting import OutputLines
+from cocalc_tasks.client import poll_job
 from cocalc_tasks.errors import CocalcError, CocalcTimeoutError
-from cocalc_tasks.job_polling import poll_job
+from cocalc_tasks.reporting import OutputLines
 
 if TYPE_CHECKING:
     from cocalc_tasks.client import CocalcClient
@@ -78,8 +78,8 @@ class CocalcJobTrigger(BaseTrigger):
         return TriggerEvent({**payload, **fields})  # type: ignore[no-untyped-call]
 
     async def run(self) -> AsyncIterator[TriggerEvent]:
-        """Poll until the job ends (:func:`~cocalc_tasks.job_polling.poll_job`: each HTTP call
-        in a worker thread, so the triggerer's event loop is never blocked)."""
+        """Poll until the job ends (:func:`~cocalc_tasks.client.poll_job`: each HTTP call in a
+        worker thread, so the triggerer's event loop is never blocked)."""
         lines = OutputLines.to_logger(self.log)
         try:
             client = await self._client()

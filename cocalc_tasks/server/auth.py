@@ -4,9 +4,6 @@ Keys arrive as HTTP Basic (the key is the username) or ``Bearer``. As on CoCalc'
 ``/api/v2``, an unknown key is not an error by itself: the caller is simply anonymous, and the
 endpoint decides (the global pool may allow anonymous use; a project never does). Key
 comparison is constant-time.
-
-Each ``project_id`` has its own directory under the projects root; a ``path`` must stay inside
-it, through ``..`` and symlinks alike.
 """
 
 from __future__ import annotations
@@ -18,16 +15,12 @@ import hmac
 import uuid
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from pathlib import Path
 
 __all__ = [
     "V2_KEY_PREFIX",
     "Identity",
     "KeyRing",
-    "PathEscape",
     "auth_scheme",
-    "project_directory",
-    "resolve_path",
 ]
 
 _ACCOUNT_NAMESPACE = uuid.UUID("6f1c2f1e-3c1b-4d8e-9a55-2f0d6c1f7a10")
@@ -109,24 +102,3 @@ class KeyRing:
         if project is not None:
             return Identity("project", project)
         return ANONYMOUS
-
-
-class PathEscape(ValueError):
-    """A ``path`` that leaves its project directory."""
-
-
-def project_directory(root: Path, project_id: str) -> Path:
-    directory = root / project_id.lower()
-    directory.mkdir(parents=True, exist_ok=True)
-    return directory
-
-
-def resolve_path(base: Path, path: str) -> Path:
-    """``base / path`` with symlinks resolved; refuses anything outside ``base``."""
-    if "\x00" in path:
-        raise PathEscape("path contains a NUL character")
-    real_base = base.resolve()
-    target = (real_base / path).resolve()
-    if target != real_base and real_base not in target.parents:
-        raise PathEscape(f"path {path!r} is outside the project directory")
-    return target

@@ -53,8 +53,8 @@ def lock_data_dir(data_dir: Path) -> IO[str] | None:
 def serve(settings: ServerSettings) -> int:
     import uvicorn
 
-    from cocalc_tasks.server.app import create_app
-    from cocalc_tasks.server.kernelspecs import UnknownKernel
+    from cocalc_tasks.server.http.app import create_app
+    from cocalc_tasks.server.jupyter.kernelspecs import UnknownKernel
     from cocalc_tasks.server.sandbox import SandboxUnavailable
     from cocalc_tasks.server.storage import DatabaseError
 

@@ -348,7 +348,7 @@ class ServerSettings:
         1800.0,
         kind="float",
         minimum=_POSITIVE,
-        help="a project's warm kernels and fork servers stop after this long unused",
+        help="a project's warm kernels and zygotes stop after this long unused",
     )
     hub_timeout: float = setting(
         60.0,

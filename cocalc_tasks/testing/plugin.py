@@ -15,7 +15,7 @@ import pytest
 
 if TYPE_CHECKING:
     from cocalc_tasks.client import CocalcClient
-    from cocalc_tasks.server.process import LocalServer
+    from cocalc_tasks.server.local_server import LocalServer
 
 
 @pytest.fixture(scope="session")

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from cocalc_tasks.testing.airflow import configure, connection_env, migrate
 from tests.conftest import ROOT, SECRET_KEY
 

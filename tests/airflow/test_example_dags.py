@@ -130,7 +130,7 @@ def test_the_same_dag_runs_against_both_flavours(
     project bridge (api="auto"), with a v2-format key and the connection's project."""
     import uuid
 
-    from cocalc_tasks.server.process import LocalServer
+    from cocalc_tasks.server.local_server import LocalServer
     from cocalc_tasks.testing.airflow import connection_env
 
     key = "sk-cc-v2.dag.flavour0test0secret" if flavor == "cocalc-ai" else SECRET_KEY

@@ -13,8 +13,8 @@ import pytest
 
 from cocalc_tasks import CocalcClient, KernelSession, run_notebook
 from cocalc_tasks.errors import CocalcNotebookError, CocalcUnknownKernelError, CocalcValidationError
-from cocalc_tasks.notebook_cells import cocalc_outputs
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.model.notebook_cells import cocalc_outputs
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.notebooks.builders import failing, notebook, report
 from tests.notebooks.conftest import PROJECT_ID

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from cocalc_tasks.testing.prefect import credentials as credentials_for
 from cocalc_tasks.testing.prefect import offline_environment
 from tests.conftest import SECRET_KEY

@@ -84,7 +84,7 @@ def test_the_same_flow_runs_against_both_flavours(
     """The unchanged flow reaches CoCalc's rewrite through the project bridge (api="auto")."""
     import uuid
 
-    from cocalc_tasks.server.process import LocalServer
+    from cocalc_tasks.server.local_server import LocalServer
 
     key = "sk-cc-v2.flow.flavour0test0secret" if flavor == "cocalc-ai" else SECRET_KEY
     with LocalServer(api_keys=[key], args=["--kernels", "python3", "--flavor", flavor]) as srv:

@@ -13,7 +13,7 @@ from prefect import flow, unmapped
 from prefect.context import get_run_context
 
 from cocalc_tasks import CocalcExecutionError, ExecutionResult
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from prefect_tasks import (
     COCALC_CONTENT_HASH,
     CocalcCredentials,

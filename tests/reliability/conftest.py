@@ -11,7 +11,7 @@ import pytest
 import requests
 
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 
 PROJECT_ID = "6e75dbf1-0342-4249-9dce-6b21648656e9"

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import requests
 
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.reliability.conftest import PROJECT_ID, assert_healthy
 

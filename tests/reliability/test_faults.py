@@ -17,7 +17,7 @@ from cocalc_tasks import (
     CocalcTimeoutError,
     CocalcUnknownKernelError,
 )
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.reliability.conftest import CELL_TIMEOUT, assert_healthy
 from tests.support.flaky_server import Reply, closed_port, flaky_server
 

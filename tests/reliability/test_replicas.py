@@ -19,7 +19,7 @@ import psycopg
 import pytest
 
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.support.nginx import Nginx
 from tests.support.postgres import PostgresServer

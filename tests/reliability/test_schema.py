@@ -11,7 +11,7 @@ import pytest
 schemathesis = pytest.importorskip("schemathesis")
 from hypothesis import HealthCheck, given, settings  # noqa: E402
 
-from cocalc_tasks.server.process import LocalServer  # noqa: E402
+from cocalc_tasks.server.local_server import LocalServer  # noqa: E402
 
 EXAMPLES_PER_OPERATION = 40
 

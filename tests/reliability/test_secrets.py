@@ -12,7 +12,7 @@ import pytest
 import requests
 
 from cocalc_tasks import CocalcClient, CocalcError
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.reliability.conftest import PROJECT_ID, files_containing
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks import CocalcClient, CocalcUnknownKernelError, compute_hash
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 
 pytestmark = pytest.mark.sage

@@ -19,13 +19,13 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 
 pytestmark = pytest.mark.sage
 
 ALIASES = ["--kernel-alias", "sage-9.8=sagemath"]
-ZYGOTE = Path(__file__).parents[2] / "cocalc_tasks/server/zygote.py"
+ZYGOTE = Path(__file__).parents[2] / "cocalc_tasks/server/processes/zygote.py"
 #: What a kernel reports about itself: pid, its parent's command line and thread count.
 WHO = (
     "import os, json\n"

@@ -10,7 +10,7 @@ import pytest
 import requests
 
 from cocalc_tasks import CocalcAuthError, CocalcClient, CocalcError, CocalcPermissionError
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import OTHER_PROJECT, PROJECT_ID, PROJECT_KEY, start_server
 

@@ -18,7 +18,7 @@ import requests
 import requests_mock
 
 from cocalc_tasks import CocalcClient, CocalcCommandError, CocalcTimeoutError
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import OTHER_PROJECT, PROJECT_ID, PROJECT_KEY
 from tests.support.procs import all_gone

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import PROJECT_ID
 from tests.support.procs import all_gone

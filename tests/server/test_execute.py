@@ -8,7 +8,7 @@ import time
 import zlib
 
 from cocalc_tasks import CocalcClient
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.server.conftest import CELL_TIMEOUT
 
 

@@ -11,7 +11,7 @@ import requests
 
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.errors import CocalcAuthError, CocalcUnsupportedError
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 
 V2_KEY = "sk-cc-v2.local.test0v2secret0key0only"

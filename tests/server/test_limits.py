@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks import CocalcClient, CocalcCommandError
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import PROJECT_ID
 from tests.support.procs import is_zygote, processes_mentioning
@@ -55,7 +55,7 @@ def test_kernels_get_cocalcs_limits_set_after_the_fork(
 ) -> None:
     values = client.execute(RLIMITS, "python3", no_cache=True).stdout
     assert values == f"{[1000, 10485760 * 1024, 30, 3000000 * 1024]}\n"
-    # the fork server itself is not limited: only what it forks is
+    # the zygote itself is not limited: only what it forks is
     zygotes = [p for p in processes_mentioning(str(server.data_dir)) if is_zygote(p)]
     assert zygotes
     limits = Path(f"/proc/{zygotes[0]}/limits").read_text()

@@ -12,7 +12,7 @@ import cocalc_api  # the official client (the `peer` dependency group)
 import pytest
 import requests
 
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import OTHER_PROJECT, PROJECT_ID, PROJECT_KEY
 

@@ -17,8 +17,8 @@ import requests
 
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.errors import CocalcQuotaError
-from cocalc_tasks.server.process import LocalServer
-from cocalc_tasks.server.quotas import SITE_USAGE_SECONDS
+from cocalc_tasks.server.jupyter.quotas import SITE_USAGE_SECONDS
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY, load_fixture
 from tests.server.conftest import PROJECT_ID
 

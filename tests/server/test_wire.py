@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import requests
 
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 
 

@@ -29,7 +29,7 @@ def _parent(pid: int) -> int:
 
 
 def is_zygote(pid: int) -> bool:
-    """A kernel fork server; the kernels it forked share its command line, not its parent
+    """A zygote; the kernels it forked share its command line, not its parent
     (which is the server, or the sandbox it runs in)."""
     if "zygote.py" not in cmdline(pid) or is_sandbox(pid):
         return False
@@ -44,7 +44,7 @@ def is_sandbox(pid: int) -> bool:
 
 def kernel_processes(data_dir: str | Path) -> list[int]:
     """Kernel processes of one server: their command lines name its data dir (the connection
-    file of an exec'd kernel, the label of a forked one). The server, fork servers and the
+    file of an exec'd kernel, the label of a forked one). The server, zygotes and the
     sandboxes around them are not kernels."""
     return [
         pid

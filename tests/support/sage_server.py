@@ -13,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from cocalc_tasks.server.process import LocalServer
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import ROOT, SECRET_KEY
 
 SAGE_PYTHON = Path(os.environ.get("COCALC_SAGE_PYTHON", ROOT / ".venv-sage/bin/python"))

@@ -11,7 +11,9 @@ import pytest
 import requests_mock
 
 from cocalc_tasks import CocalcClient, CocalcTimeoutError, CocalcUnknownJobError, CommandResult
-from cocalc_tasks.command_reporting import (
+from cocalc_tasks.client.job_polling import poll_job
+from cocalc_tasks.model.command_results import JobStatus, new_output
+from cocalc_tasks.reporting.commands import (
     MAX_LINE,
     OutputLines,
     command_dict,
@@ -19,8 +21,6 @@ from cocalc_tasks.command_reporting import (
     command_markdown,
     stats_summary,
 )
-from cocalc_tasks.command_result import JobStatus, new_output
-from cocalc_tasks.job_polling import poll_job
 from tests.conftest import SECRET_KEY
 from tests.unit.test_exec_client import EXEC, HOST, PID, body
 

@@ -27,7 +27,7 @@ def _declared(extra: str, name: str) -> Requirement:
 
 
 def test_jupyter_client_has_an_upper_bound_that_the_lock_satisfies() -> None:
-    """The fork server is a jupyter_client provisioner: a new major release is a decision."""
+    """The zygotes are started by a jupyter_client provisioner: a new major release is a decision."""
     requirement = _declared("server", "jupyter-client")
     assert any(spec.operator in ("<", "<=", "~=") for spec in requirement.specifier)
     assert requirement.specifier.contains(_locked("jupyter-client"))

@@ -104,9 +104,11 @@ def _every_error_class() -> list[type[CocalcError]]:
     import cocalc_tasks.errors as errors
 
     found: list[type[CocalcError]] = []
-    for value in vars(errors).values():
+    for name in errors.__all__:  # the documented list: some classes load on first use
+        value = getattr(errors, name)
         if isinstance(value, type) and issubclass(value, CocalcError):
             found.append(value)
+    assert len(found) == len(errors.__all__) - 1  # every name but error_from_message
     return found
 
 

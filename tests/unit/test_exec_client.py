@@ -34,7 +34,7 @@ from cocalc_tasks import (
     submit_command,
     wait_for_job,
 )
-from cocalc_tasks.exec_request import ExecRequest
+from cocalc_tasks.model.exec_requests import ExecRequest
 from tests.conftest import SECRET_KEY
 
 FIXTURES = Path(__file__).parents[1] / "fixtures" / "cocalc-exec"

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 from cocalc_tasks import compute_hash
-from cocalc_tasks.hashing import js_trim
+from cocalc_tasks.model.hashing import js_trim
 
 
 @pytest.mark.parametrize(

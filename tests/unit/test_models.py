@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks import CocalcExecutionError, ExecutionResult, KernelSpec
-from cocalc_tasks.models import RemoteError, item_kind, strip_ansi
+from cocalc_tasks.model.results import RemoteError, item_kind, strip_ansi
 
 PNG = base64.b64encode(b"\x89PNG\r\n\x1a\nfake").decode()
 
@@ -139,21 +139,21 @@ def test_public_surface_is_complete_and_lazy() -> None:
     import cocalc_tasks
     from cocalc_tasks import errors
 
-    assert sorted(cocalc_tasks.__all__) == sorted([*cocalc_tasks._EXPORTS, *errors.__all__])
+    assert sorted(cocalc_tasks.__all__) == sorted({*cocalc_tasks._EXPORTS, *errors.__all__})
     classes = [n for n in errors.__all__ if n != "error_from_message"]
     assert all(issubclass(getattr(errors, n), errors.CocalcError) for n in classes)
     for name in cocalc_tasks.__all__:
         assert getattr(cocalc_tasks, name) is not None
     code = (
         "import sys, cocalc_tasks; "
-        "print('requests' in sys.modules, 'cocalc_tasks.models' in sys.modules)"
+        "print('requests' in sys.modules, 'cocalc_tasks.model.results' in sys.modules)"
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False False"
 
 
 def test_items_are_parsed_once_into_typed_outputs() -> None:
-    from cocalc_tasks.output_items import (
+    from cocalc_tasks.model.output_items import (
         ClearOutput,
         ErrorOutput,
         OtherOutput,
@@ -186,7 +186,7 @@ def test_items_are_parsed_once_into_typed_outputs() -> None:
 
 
 def test_compact_dict_gives_each_image_of_a_bundle_its_own_path() -> None:
-    from cocalc_tasks.reporting import compact_dict
+    from cocalc_tasks.reporting.results import compact_dict
 
     svg = "<svg xmlns='http://www.w3.org/2000/svg'/>"
     r = make({"data": {"image/png": PNG, "image/svg+xml": svg, "text/plain": "<Figure>"}})
@@ -198,7 +198,7 @@ def test_compact_dict_gives_each_image_of_a_bundle_its_own_path() -> None:
 
 
 def test_earlier_helpers_keep_their_names_and_answers() -> None:
-    from cocalc_tasks.models import remote_error, stream_text
+    from cocalc_tasks.model.results import remote_error, stream_text
 
     assert stream_text({"name": "stdout", "text": ["a", "b"]}) == "ab"
     assert stream_text({"data": {"text/plain": "1"}}) == ""

@@ -8,7 +8,7 @@ import nbformat
 import pytest
 
 from cocalc_tasks import ExecutionResult
-from cocalc_tasks.notebook_runner import ParameterError, inject_parameters, render_parameters
+from cocalc_tasks.notebooks.runner import ParameterError, inject_parameters, render_parameters
 from tests.conftest import load_fixture
 from tests.notebooks.builders import notebook
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks import CocalcValidationError
-from cocalc_tasks.scripts import script_command
+from cocalc_tasks.model.scripts import script_command
 
 TRICKY = (
     "s = '''it's \"quoted\" $HOME `id` \\\\ \\n EOF\n"

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from cocalc_tasks.models import ExecutionResult
-from cocalc_tasks.reporting import compact_dict, to_markdown
+from cocalc_tasks.model.results import ExecutionResult
+from cocalc_tasks.reporting.results import compact_dict, to_markdown
 from tests.conftest import FIXTURES, ROOT
 
 GOLDEN = json.loads((ROOT / "tests/fixtures/golden/views.json").read_text(encoding="utf-8"))

@@ -1,0 +1,323 @@
+"""Warm pools of pre-started kernels, one pool per kernelspec and area.
+
+An area is the global pool's shared place or one project's (see ``sandbox.py``). With the
+sandbox off every call uses the default area's pools; with it on, each project that runs code
+gets its own small pools, forked inside its own sandbox, stopped again when it is idle.
+
+A call takes a kernel from its pool (starting one on the spot when the pool is empty), the pool
+refills in the background, and the used kernel is shut down off the request path: nothing
+persists between calls. Kernel starts run in parallel up to ``max_parallel_starts`` so that
+starts overlap with execution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import tempfile
+import time
+import uuid
+from collections.abc import Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any
+
+import zmq
+import zmq.asyncio
+
+from cocalc_tasks.server.jupyter.execute import run_cell
+from cocalc_tasks.server.jupyter.kernel import WarmKernel, shutdown_kernel
+from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog
+from cocalc_tasks.server.jupyter.outputs import OutputCollector, OutputLimits
+from cocalc_tasks.server.processes.zygotes import ForkingKernelManager, Zygotes
+from cocalc_tasks.server.sandbox import ANONYMOUS, Area, Sandbox
+
+__all__ = ["KernelPools", "KernelStartError"]
+
+log = logging.getLogger("cocalc_tasks.server.jupyter.pool")
+
+
+#: (area name, kernelspec name)
+PoolKey = tuple[str, str]
+
+
+class KernelStartError(RuntimeError):
+    """A kernel could not be started."""
+
+
+class KernelPools:
+    """All pools of one server; ``close()`` shuts every kernel down."""
+
+    def __init__(
+        self,
+        catalog: KernelCatalog,
+        *,
+        scratch_dir: Path,
+        kernel_env: dict[str, str],
+        default_size: int = 2,
+        size_for: Callable[[str, str], int] | None = None,
+        max_parallel_starts: int = 4,
+        start_timeout: float = 60.0,
+        fork: bool = True,
+        default_area: Area | None = None,
+        sandbox: Sandbox | None = None,
+        env_for: Callable[[Area], dict[str, str]] | None = None,
+        limits_for: Callable[[str], Sequence[tuple[int, int]]] | None = None,
+        project_size: int = 1,
+        idle_seconds: float = 1800.0,
+        sage_threads: int = 1,
+    ) -> None:
+        self.catalog = catalog
+        self.sage_threads = sage_threads
+        self.scratch_dir = scratch_dir
+        self.kernel_env = kernel_env
+        self.default_area = default_area or Area(ANONYMOUS, scratch_dir, scratch_dir, scratch_dir)
+        self.sandbox = sandbox
+        self._env_for = env_for or (lambda area: kernel_env)
+        self._limits_for = limits_for or (lambda spec_name: ())
+        self._size_for = size_for or (lambda name, language: default_size)
+        self._project_size = project_size
+        self._idle_seconds = idle_seconds
+        self._ready: dict[PoolKey, asyncio.Queue[WarmKernel]] = {}
+        self._starting: dict[PoolKey, int] = {}
+        self._areas: dict[str, Area] = {self.default_area.name: self.default_area}
+        self._used: dict[str, float] = {}
+        self._start_slots = asyncio.Semaphore(max_parallel_starts)
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._context = zmq.asyncio.Context()
+        # Clients connect before a new kernel has bound its sockets; retry after 10 ms, not
+        # libzmq's default 100 ms, so a kernel is reachable as soon as it is up.
+        self._context.setsockopt(zmq.RECONNECT_IVL, 10)
+        self._start_timeout = start_timeout
+        self._closed = False
+        self._live: set[WarmKernel] = set()
+        self._failures: dict[PoolKey, int] = {}
+        #: Zygotes that fork pre-imported kernels (see processes/zygotes.py); None: always exec.
+        self.zygotes = (
+            Zygotes(
+                kernel_env,
+                # Forked kernels share this command line: name the server's scratch space in it,
+                # as exec'd kernels do with their connection files.
+                label=str(scratch_dir / "kernel-zygote"),
+                start_timeout=start_timeout,
+                sandbox=sandbox,
+                env_for=self._env_for,
+                sage_threads=sage_threads,
+            )
+            if fork
+            else None
+        )
+
+    @property
+    def per_project(self) -> bool:
+        """Projects get pools of their own only inside sandboxes."""
+        return self.sandbox is not None and self.sandbox.enabled
+
+    def area_for(self, area: Area | None) -> Area:
+        """The area whose pools serve a call meant for ``area``."""
+        if area is None or not self.per_project:
+            return self.default_area
+        self._areas[area.name] = area
+        return area
+
+    # -- public ------------------------------------------------------------------------------
+    def warm(self, spec_name: str, area: Area | None = None) -> None:
+        """Make sure the pool of ``spec_name`` (in ``area``) exists and is filling."""
+        key = (self.area_for(area).name, spec_name)
+        self._ready.setdefault(key, asyncio.Queue())
+        self._starting.setdefault(key, 0)
+        self._refill(key)
+
+    async def take(self, spec_name: str, area: Area | None = None) -> WarmKernel:
+        """A fresh kernel for one call: from the pool, or started now if the pool is empty."""
+        where = self.area_for(area)
+        key = (where.name, spec_name)
+        self._used[where.name] = time.monotonic()
+        self.warm(spec_name, where)
+        queue = self._ready[key]
+        while not queue.empty():
+            kernel = queue.get_nowait()
+            if queue.empty():
+                # Ran dry: refill now. Otherwise the refill waits for release(), so that a
+                # kernel start does not compete for the CPU with the call that is running.
+                self._refill(key)
+            if await kernel.manager.is_alive():
+                return kernel
+            self.release(kernel)
+        kernel = await self.start_kernel(spec_name, where)
+        self._refill(key)
+        return kernel
+
+    def release(self, kernel: WarmKernel) -> None:
+        """Shut a used kernel down in the background, and top its pool up."""
+        self._spawn(self._dispose(kernel))
+        key = (kernel.area_name, kernel.spec_name)
+        if key in self._ready:
+            self._refill(key)
+
+    def pooled(self, area: Area | None = None) -> list[WarmKernel]:
+        """The ready kernels waiting in the pools of ``area`` (all areas: None)."""
+        kernels: list[WarmKernel] = []
+        wanted = None if area is None else self.area_for(area).name
+        for (area_name, _), queue in self._ready.items():
+            if wanted is not None and area_name != wanted:
+                continue
+            waiting = [queue.get_nowait() for _ in range(queue.qsize())]
+            for kernel in waiting:
+                queue.put_nowait(kernel)
+            kernels.extend(waiting)
+        return kernels
+
+    def stop_pooled(self, pid: int, area: Area | None = None) -> bool:
+        """Shut down the ready kernel with this process id (in ``area``'s pools); the pool
+        refills. False if no such pooled kernel has that pid."""
+        wanted = None if area is None else self.area_for(area).name
+        for (area_name, _), queue in self._ready.items():
+            if wanted is not None and area_name != wanted:
+                continue
+            kept = [queue.get_nowait() for _ in range(queue.qsize())]
+            found = [k for k in kept if k.pid == pid]
+            for kernel in kept:
+                if kernel not in found:
+                    queue.put_nowait(kernel)
+            if found:
+                for kernel in found:
+                    self.release(kernel)
+                return True
+        return False
+
+    def sizes(self, area: Area | None = None) -> dict[str, int]:
+        """Ready kernels per kernelspec in ``area`` (default: the default area)."""
+        name = self.area_for(area).name
+        return {spec: q.qsize() for (where, spec), q in self._ready.items() if where == name}
+
+    async def close_idle(self) -> list[str]:
+        """Stop the pools and zygotes of project areas unused for ``idle_seconds``."""
+        now = time.monotonic()
+        idle = [
+            name
+            for name, used in self._used.items()
+            if name != self.default_area.name and now - used > self._idle_seconds
+        ]
+        for name in idle:
+            self._used.pop(name, None)
+            for key in [k for k in self._ready if k[0] == name]:
+                queue = self._ready.pop(key)
+                self._starting.pop(key, None)
+                while not queue.empty():
+                    await self._dispose(queue.get_nowait())
+            if self.zygotes is not None:
+                await self.zygotes.close_area(name)
+        return idle
+
+    def live_count(self) -> int:
+        return len(self._live)
+
+    async def close(self) -> None:
+        self._closed = True
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await asyncio.gather(*(k.dispose() for k in list(self._live)), return_exceptions=True)
+        self._live.clear()
+        if self.zygotes is not None:
+            await self.zygotes.close()
+        self._context.destroy(linger=0)
+
+    # -- internals ---------------------------------------------------------------------------
+    def _spawn(self, coro: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    def _refill(self, key: PoolKey) -> None:
+        if self._closed or key not in self._ready:
+            return
+        area_name, spec_name = key
+        target = self._size_for(spec_name, self.catalog.language(spec_name))
+        if area_name != self.default_area.name:
+            target = min(target, self._project_size)
+        missing = target - self._ready[key].qsize() - self._starting[key]
+        for _ in range(max(0, missing)):
+            self._starting[key] += 1
+            self._spawn(self._fill_one(key))
+
+    async def _fill_one(self, key: PoolKey) -> None:
+        area_name, spec_name = key
+        try:
+            # Back off after repeated failures, so a broken spec does not spin the CPU.
+            failures = self._failures.get(key, 0)
+            if failures:
+                await asyncio.sleep(min(30.0, 0.5 * 2**failures))
+            kernel = await self.start_kernel(spec_name, self._areas[area_name])
+        except Exception as exc:
+            self._failures[key] = self._failures.get(key, 0) + 1
+            log.warning("could not pre-start a %s kernel: %s", spec_name, exc)
+            return
+        finally:
+            if key in self._starting:
+                self._starting[key] -= 1
+        self._failures.pop(key, None)
+        if self._closed or key not in self._ready:
+            await self._dispose(kernel)
+        else:
+            self._ready[key].put_nowait(kernel)
+
+    async def start_kernel(self, spec_name: str, area: Area | None = None) -> WarmKernel:
+        """Start one ready kernel outside any pool; the caller disposes it."""
+        where = self.area_for(area)
+        spec = self.catalog.get_spec(spec_name)
+        scratch = where.scratch
+        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=scratch))
+        token = uuid.uuid4().hex[:10]
+        manager = ForkingKernelManager(
+            zygotes=self.zygotes,
+            area=where,
+            sandbox=self.sandbox,
+            limits=self._limits_for(spec_name),
+            sage_threads=self.sage_threads,
+            kernel_name=spec_name,
+            kernel_spec_manager=self.catalog.manager,
+            transport="ipc",
+            ip=str(scratch / f"i-{token}"),
+            connection_file=str(scratch / f"kernel-{token}.json"),
+            context=self._context,
+        )
+        env = {**self._env_for(where), "COCALC_JUPYTER_KERNELNAME": spec_name}
+        async with self._start_slots:
+            try:
+                await manager.start_kernel(cwd=str(workdir), env=env)
+            except Exception as exc:
+                await shutdown_kernel(manager, workdir, spec_name)
+                raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
+            client = manager.client(context=self._context)
+            kernel = WarmKernel(spec_name, spec.language, manager, client, workdir, where.name)
+            self._live.add(kernel)
+            try:
+                client.start_channels()
+                await kernel.wait_ready(self._start_timeout)
+                await _warm_up(kernel, self._start_timeout)
+            except Exception as exc:
+                await self._dispose(kernel)
+                raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
+        return kernel
+
+    async def _dispose(self, kernel: WarmKernel) -> None:
+        await kernel.dispose()
+        self._live.discard(kernel)
+
+
+# Throwaway cells per language: a fresh IPython kernel's first execution is about twice as slow
+# as later ones (and formatting the first result is slower still), so the pool pays that cost
+# instead of the caller. They are not recorded: the caller's first cell is still In[1], and
+# nothing is bound in the user namespace.
+_IPYTHON_WARM_UP = ("None", "get_ipython().display_formatter.format(0); None")
+_WARM_UP: dict[str, tuple[str, ...]] = {
+    "python": _IPYTHON_WARM_UP,
+    "sage": _IPYTHON_WARM_UP,
+    "bash": (":",),
+}
+
+
+async def _warm_up(kernel: WarmKernel, timeout: float) -> None:
+    for code in _WARM_UP.get(kernel.language.lower(), ()):
+        await run_cell(kernel, code, OutputCollector(OutputLimits(0, 0)), timeout, record=False)

@@ -1,0 +1,31 @@
+"""Areas: where one project (or the global pool) lives on disk.
+
+Every project is an *area*: its own directory (writable), a scratch directory (kernels' IPC
+files and working directories, command scripts) and a state directory (IPython, Sage and
+matplotlib state). The global pool is one more area, ``anonymous``, shared by every caller
+without a project. :meth:`~cocalc_tasks.server.sandbox.bwrap.Sandbox.area` makes them.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = ["ANONYMOUS", "Area"]
+
+#: The global pool's area name.
+ANONYMOUS = "anonymous"
+
+
+@dataclass(frozen=True)
+class Area:
+    """One project's (or the global pool's) place on disk."""
+
+    name: str
+    home: Path
+    scratch: Path
+    state: Path
+
+    @property
+    def is_project(self) -> bool:
+        return self.name != ANONYMOUS
