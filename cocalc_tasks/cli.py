@@ -171,7 +171,11 @@ def build_parser() -> argparse.ArgumentParser:
 
     _add_run_parsers(sub)
 
-    serve = sub.add_parser("serve", help="run the local CoCalc-compatible server")
+    serve = sub.add_parser(
+        "serve",
+        help="run the local CoCalc-compatible server",
+        usage="%(prog)s [OPTION ...]  (options in groups below; each also a variable)",
+    )
     from cocalc_tasks.server.settings import add_serve_arguments
 
     add_serve_arguments(serve)

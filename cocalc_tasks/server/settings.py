@@ -1,13 +1,15 @@
 """Server settings, each declared once: type, default, flag, variable, help and bounds.
 
 Every field of :class:`ServerSettings` carries its declaration in ``metadata``; the
-``cocalc-tasks serve`` options, the ``COCALC_SERVER_*`` variables, the JSON ``--config`` keys,
-the checks and the README's table are all generated from it. Options win over the environment,
+``cocalc-tasks serve`` options (in the groups of :data:`GROUPS`), the ``COCALC_SERVER_*``
+variables, the JSON ``--config`` keys, the checks and the configuration reference are all
+generated from it. Options win over the environment,
 which wins over the config file, which wins over defaults; repeatable options (``--api-key``,
 ``--project-key``, ``--kernel-alias``, ``--kernel-pool``) add to what the lower layers set.
 
 This module imports nothing from the ``server`` extra, so ``cocalc-tasks --help`` stays fast.
-``python -m cocalc_tasks.server.settings`` prints the README table.
+``python -m cocalc_tasks.server.settings`` prints the configuration reference
+(``docs/server/configuration.md``), grouped as ``serve --help`` is.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from pathlib import Path
 from typing import Any
 
 __all__ = [
+    "GROUPS",
     "ServerSettings",
     "SettingsError",
     "add_serve_arguments",
@@ -132,6 +135,8 @@ class Declaration:
     choices: tuple[str, ...] | None = None
     #: The value (or each value of a mapping) is a limits text: ``nofile=1000 as=3000000``.
     limits: bool = False
+    #: The group it is listed under in ``serve --help`` and the configuration reference.
+    group: str = ""
 
     @property
     def config_key(self) -> str:
@@ -464,13 +469,66 @@ class ServerSettings:
         return min(self.pool_size, 1) if language == "sage" and not forked else self.pool_size
 
 
+#: The groups of ``serve --help`` and of the configuration reference, in order, each with its
+#: settings in the order shown. Every setting is in exactly one group.
+GROUPS: dict[str, tuple[str, ...]] = {
+    "network and auth": (
+        "host",
+        "port",
+        "api_keys",
+        "project_keys",
+        "allow_anonymous",
+        "trusted_proxies",
+        "max_body_bytes",
+        "flavor",
+    ),
+    "kernels and pools": (
+        "kernels",
+        "kernel_aliases",
+        "pool_size",
+        "kernel_pool_sizes",
+        "project_pool_size",
+        "area_idle_seconds",
+        "max_concurrency",
+        "max_parallel_starts",
+        "kernel_start_timeout",
+        "fork_kernels",
+        "sage_threads",
+    ),
+    "limits": (
+        "cell_timeout",
+        "project_cell_timeout",
+        "max_output_per_cell",
+        "max_output",
+        "project_max_output_per_cell",
+        "project_max_output",
+        "kernel_limits",
+        "kernel_limits_for",
+    ),
+    "sandbox": ("sandbox", "projects_root"),
+    "exec jobs": ("max_jobs", "exec_limits", "exec_max_output", "hub_timeout", "job_ttl_seconds"),
+    "storage and replicas": (
+        "data_dir",
+        "cache_ttl_seconds",
+        "database_url",
+        "database_pool_size",
+        "replica_name",
+        "replica_timeout",
+        "api_log_ttl_seconds",
+    ),
+    "quotas": ("quota_anonymous", "quota_account", "quota_site", "quota_period"),
+}
+
+
 def declarations() -> Iterator[Declaration]:
-    """Every setting's declaration, in field order."""
-    for f in dataclasses.fields(ServerSettings):
-        meta = dict(f.metadata)
-        meta["flag"] = meta.get("flag") or "--" + f.name.replace("_", "-")
-        meta["env"] = meta.get("env") or ENV_PREFIX + f.name.upper()
-        yield Declaration(name=f.name, **meta)
+    """Every setting's declaration, group by group (:data:`GROUPS`)."""
+    fields = {f.name: f for f in dataclasses.fields(ServerSettings)}
+    for group, names in GROUPS.items():
+        for name in names:
+            meta = dict(fields[name].metadata)
+            meta["flag"] = meta.get("flag") or "--" + name.replace("_", "-")
+            meta["env"] = meta.get("env") or ENV_PREFIX + name.upper()
+            yield Declaration(name=name, group=group, **meta)
 
 
 def _default_text(decl: Declaration) -> str:
@@ -492,20 +550,22 @@ def _default_text(decl: Declaration) -> str:
 
 
 def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
-    """Declare the ``cocalc-tasks serve`` options (all default to None: see
+    """Declare the ``cocalc-tasks serve`` options in their groups (all default to None: see
     :func:`settings_from_args`)."""
+    groups = {name: parser.add_argument_group(name) for name in GROUPS}
     for decl in declarations():
         text = f"{decl.help} (default {_default_text(decl)}; env {decl.env})"
+        group = groups[decl.group]
         if decl.kind == "bool":
-            parser.add_argument(
+            group.add_argument(
                 decl.flag, dest=decl.name, action=argparse.BooleanOptionalAction, help=text
             )
             if decl.negative:
-                parser.add_argument(
+                group.add_argument(
                     decl.negative, dest=decl.name, action="store_false", help=argparse.SUPPRESS
                 )
         elif decl.repeatable:
-            parser.add_argument(
+            group.add_argument(
                 decl.flag,
                 dest=decl.name,
                 action="append",
@@ -513,7 +573,7 @@ def add_serve_arguments(parser: argparse.ArgumentParser) -> None:
                 help=text + (" (repeatable)" if decl.repeatable else ""),
             )
         else:
-            parser.add_argument(decl.flag, dest=decl.name, metavar=decl.name.upper(), help=text)
+            group.add_argument(decl.flag, dest=decl.name, metavar=decl.name.upper(), help=text)
     parser.add_argument(
         "--config",
         type=Path,
@@ -563,17 +623,23 @@ def settings_from_args(
 
 
 def settings_table() -> str:
-    """The README's settings table, generated from the declarations."""
-    rows = [
-        "| option | variable | default | meaning |",
-        "|---|---|---|---|",
-    ]
-    for decl in declarations():
-        flag = f"`{decl.flag}`" + (f" / `{decl.negative}`" if decl.negative else "")
-        if decl.kind == "bool" and not decl.negative:
-            flag = f"`{decl.flag}` / `--no-{decl.flag[2:]}`"
-        rows.append(f"| {flag} | `{decl.env}` | {_default_text(decl)} | {decl.help} |")
-    rows.append(f"| `--config` | `{CONFIG_ENV}` | (none) | JSON file of settings |")
+    """The configuration reference: one table per group, generated from the declarations."""
+    rows: list[str] = []
+    for group in GROUPS:
+        rows += [f"### {group.capitalize()}", ""]
+        rows += ["| option | variable / config key | default | meaning |", "|---|---|---|---|"]
+        for decl in declarations():
+            if decl.group != group:
+                continue
+            flag = f"`{decl.flag}`" + (f" / `{decl.negative}`" if decl.negative else "")
+            if decl.kind == "bool" and not decl.negative:
+                flag = f"`{decl.flag}` / `--no-{decl.flag[2:]}`"
+            names = f"`{decl.env}` / `{decl.config_key}`"
+            rows.append(f"| {flag} | {names} | {_default_text(decl)} | {decl.help} |")
+        rows.append("")
+    rows += ["### The config file", ""]
+    rows += ["| option | variable | default | meaning |", "|---|---|---|---|"]
+    rows.append(f"| `--config` | `{CONFIG_ENV}` | (none) | JSON file of any settings above |")
     return "\n".join(rows) + "\n"
 
 

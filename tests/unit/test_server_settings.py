@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from pathlib import Path
 
@@ -192,3 +193,32 @@ def test_help_lists_every_flag_and_variable() -> None:
     text = " ".join(parser.format_help().split())
     for decl in declarations():
         assert decl.flag in text and decl.env in text, decl.name
+
+
+def test_every_setting_is_in_exactly_one_help_group() -> None:
+    from cocalc_tasks.server.settings import GROUPS, ServerSettings
+
+    listed = [name for names in GROUPS.values() for name in names]
+    assert sorted(listed) == sorted(f.name for f in dataclasses.fields(ServerSettings))
+    assert len(listed) == len(set(listed))
+
+
+def test_serve_help_shows_the_groups_in_order() -> None:
+    from cocalc_tasks.server.settings import GROUPS
+
+    parser = argparse.ArgumentParser()
+    add_serve_arguments(parser)
+    text = parser.format_help()
+    positions = [text.index(f"\n{group}:\n") for group in GROUPS]
+    assert positions == sorted(positions)
+    assert list(GROUPS) == [
+        "network and auth",
+        "kernels and pools",
+        "limits",
+        "sandbox",
+        "exec jobs",
+        "storage and replicas",
+        "quotas",
+    ]
+    quotas = text.split("\nquotas:\n", 1)[1]
+    assert "--quota-period" in quotas and "--port" not in quotas

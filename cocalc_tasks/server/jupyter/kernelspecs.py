@@ -24,7 +24,7 @@ from cocalc_tasks.server.processes.zygotes import PROVISIONER_NAME
 
 __all__ = ["KernelCatalog", "UnknownKernel"]
 
-_BUNDLED = Path(__file__).with_name("kernelspecs")
+_BUNDLED = Path(__file__).with_name("bundled_kernelspecs")
 log = logging.getLogger("cocalc_tasks.server.jupyter.kernelspecs")
 
 
