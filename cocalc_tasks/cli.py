@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from cocalc_tasks.client.client import CocalcClient
+from cocalc_tasks.client.config import resolve_settings
 from cocalc_tasks.client.routes import API_CHOICES
 from cocalc_tasks.errors import CocalcError, CocalcNotebookError, CocalcValidationError
 from cocalc_tasks.model.command_results import CommandResult, JobStatus
@@ -204,12 +205,13 @@ def _read_history(path: Path | None) -> list[str] | None:
 
 
 def _request(args: argparse.Namespace) -> ExecuteRequest:
-    """The one request that ``exec`` sends and ``hash`` digests."""
+    """The one request that ``exec`` sends and ``hash`` digests: its project is the one the
+    client sends to (``--project-id``, else ``COCALC_PROJECT_ID``), so the hashes agree."""
     return ExecuteRequest(
         _read_code(args),
         args.kernel,
         history=_read_history(args.history_file),
-        project_id=args.project_id,
+        project_id=resolve_settings(project_id=args.project_id).project_id,
         path=args.path,
         no_cache=getattr(args, "no_cache", False),
         tag=getattr(args, "tag", None),

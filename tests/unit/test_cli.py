@@ -164,6 +164,24 @@ def test_hash_offline_and_lookup(capsys: pytest.CaptureFixture[str]) -> None:
         assert code == 0 and "5050" in out
 
 
+def test_hash_digests_the_project_exec_would_send_to(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With COCALC_PROJECT_ID set, exec runs in that project; hash must digest the same call,
+    or `hash --lookup` misses the result exec has just cached."""
+    project = "6e75dbf1-0342-4249-9dce-6b21648656e9"
+    monkeypatch.setenv("COCALC_PROJECT_ID", project)
+    code, out, _ = run(capsys, "hash", "-k", "python3", "2+3")
+    assert (code, out.strip()) == (0, compute_hash("2+3", "python3", project_id=project))
+    with requests_mock.Mocker() as m:
+        m.post(EXECUTE, json=load_fixture("execute_stdout_fresh.json"))
+        run(capsys, "exec", "--host", HOST, "-k", "python3", "2+3")
+        assert m.last_request.json()["project_id"] == project
+    other = "11111111-2222-4333-8444-555555555555"
+    code, out, _ = run(capsys, "hash", "-k", "python3", "--project-id", other, "2+3")
+    assert out.strip() == compute_hash("2+3", "python3", project_id=other)
+
+
 def test_connection_failure_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.support.flaky_server import closed_port
 
