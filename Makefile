@@ -17,19 +17,20 @@ SYNC := $(UV) sync --locked --quiet
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
 .PHONY: help env airflow-env prefect-env sage-env demo test test-core test-airflow test-prefect \
-        test-sage lint bench soak clean bwrap postgres nginx
+        test-sage test-docs docs lint bench soak clean bwrap postgres nginx
 
 help:
 	@echo "make demo   run the example pipeline against the embedded local server"
 	@echo "make test   run the whole test suite (core, server, reliability, Sage, Airflow, Prefect)"
 	@echo "make lint   ruff + mypy --strict (part of make test);  make bench   benchmarks -> bench/results.md"
+	@echo "make docs   the documentation site -> site/index.html (part of make test)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
 	.tools/bin/pip install --quiet "uv==$(UV_VERSION)"
 
 env: $(UV)
-	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --extra postgres --group dev --group peer --group fuzz
+	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --extra postgres --group dev --group peer --group fuzz --group docs
 
 airflow-env: $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv-airflow $(SYNC) --extra airflow --extra server --group dev
@@ -45,7 +46,16 @@ demo: env airflow-env prefect-env sage-env
 
 # COCALC_REQUIRE_SAGE=1: the Sage examples in the Airflow and Prefect suites fail (not skip)
 # when .venv-sage is missing, so the flagship workload is always tested.
-test: lint test-core test-sage test-airflow test-prefect
+test: lint docs test-core test-docs test-sage test-airflow test-prefect
+
+# The documentation site, built strictly: a broken link, a missing page or an API reference
+# that does not resolve fails the build. Open site/index.html.
+docs: env
+	NO_MKDOCS_2_WARNING=1 .venv/bin/mkdocs build --strict --quiet
+
+# The guides' code examples, run against a local server with real kernels (Sage included).
+test-docs: env sage-env
+	COCALC_REQUIRE_SAGE=1 .venv/bin/pytest $(PYTEST_FLAGS) tests/docs
 
 # COCALC_REQUIRE_POSTGRES=1: the PostgreSQL tests fail (not skip) where it cannot start.
 test-core: env bwrap postgres nginx
@@ -91,11 +101,11 @@ lint: env airflow-env prefect-env
 	.venv-prefect/bin/mypy --strict prefect_tasks
 
 bench: env bwrap postgres nginx sage-env prefect-env
-	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --extra postgres --group dev --group peer --group fuzz --group bench
+	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --extra postgres --group dev --group peer --group fuzz --group docs --group bench
 	.venv/bin/python -m bench.run
 
 soak: env
 	COCALC_SOAK_CALLS=1000 .venv/bin/pytest $(PYTEST_FLAGS) -s tests/reliability/test_soak.py
 
 clean:
-	rm -rf .venv .venv-airflow .venv-prefect .venv-sage .tools .pytest_cache .mypy_cache .ruff_cache
+	rm -rf .venv .venv-airflow .venv-prefect .venv-sage .tools .pytest_cache .mypy_cache .ruff_cache site

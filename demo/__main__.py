@@ -112,7 +112,8 @@ def main() -> int:
             else:
                 banner("6. SageMath")
                 print(
-                    "(skipped: `make sage-env` installs passagemath, see README, for factor(2023))"
+                    "(skipped: `make sage-env` installs passagemath for factor(2023); "
+                    "see docs/server/sage.md)"
                 )
 
         banner("7. a long job through the exec API: no cell limit, output streamed as it comes")

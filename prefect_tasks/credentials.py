@@ -30,7 +30,7 @@ class CocalcCredentials(CredentialsBlock):
 
     _block_type_name = "CoCalc Credentials"
     _block_type_slug = "cocalc-credentials"  # the server-side key: never rename
-    _documentation_url = "https://github.com/cocalc-tasks/cocalc-tasks#prefect"  # type: ignore[assignment]
+    _documentation_url = "https://cocalc-tasks.github.io/cocalc-tasks/guides/prefect.html"  # type: ignore[assignment]
     #: prefect_tasks/logo.png, as the repository publishes it.
     _logo_url = LOGO_URL  # type: ignore[assignment]
 

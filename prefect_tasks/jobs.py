@@ -289,7 +289,7 @@ class CocalcJob(JobBlock[CommandResult]):
 
     _block_type_name = "CoCalc Job"
     _block_type_slug = "cocalc-job"
-    _documentation_url = "https://github.com/cocalc-tasks/cocalc-tasks#prefect"  # type: ignore[assignment]
+    _documentation_url = "https://cocalc-tasks.github.io/cocalc-tasks/guides/prefect.html"  # type: ignore[assignment]
     _logo_url = LOGO_URL  # type: ignore[assignment]
 
     credentials: CocalcCredentials = Field(description="Where to run, with which key.")

@@ -71,8 +71,10 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         fail_on_nonzero: Fail the task (without retries) when the job exits non-zero or is
             killed. When False, the summary is returned whatever the exit code.
         max_xcom_chars: Characters kept of stdout and of stderr in the XCom value (the end).
-        durable: Keep the job id across tries and re-attach (Airflow 3.3+; default True).
         cocalc_conn_id: The ``cocalc`` connection.
+
+    ``durable`` (a keyword of Airflow's ``ResumableJobMixin``, Airflow 3.3+; default True) keeps
+    the job id across tries, so a retry re-attaches to the running job.
 
     Returns (XCom ``return_value``): ``exit_code``, ``status``, ``ok``, ``stdout`` and
     ``stderr`` (cut to their ends), ``job_id``, ``elapsed``, ``command`` and ``stats`` (CPU and

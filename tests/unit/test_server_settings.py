@@ -176,13 +176,14 @@ def test_every_setting_is_reachable_from_flag_env_and_config(tmp_path: Path) -> 
         assert from_flag == from_env == from_config == expected, decl.name
 
 
-def test_readme_settings_table_is_generated_from_the_declarations() -> None:
-    readme = (Path(__file__).resolve().parents[2] / "README.md").read_text(encoding="utf-8")
+def test_the_configuration_reference_is_generated_from_the_declarations() -> None:
+    root = Path(__file__).resolve().parents[2]
+    page = (root / "docs/server/configuration.md").read_text(encoding="utf-8")
     start, end = "<!-- settings:start -->\n", "<!-- settings:end -->"
-    assert start in readme and end in readme
-    shown = readme.split(start, 1)[1].split(end, 1)[0]
+    assert start in page and end in page
+    shown = page.split(start, 1)[1].split(end, 1)[0]
     assert shown == settings_table(), (
-        "README's settings table is stale: python -m cocalc_tasks.server.settings prints it"
+        "docs/server/configuration.md is stale: python -m cocalc_tasks.server.settings prints it"
     )
     assert all(decl.env in shown and decl.flag in shown for decl in declarations())
 
