@@ -16,49 +16,8 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from cocalc_tasks._lazy import lazy_exports
-from cocalc_tasks.model.errors import (
-    CocalcApiDisabledError,
-    CocalcAuthError,
-    CocalcBadRequestError,
-    CocalcCapabilityError,
-    CocalcConnectionError,
-    CocalcError,
-    CocalcKernelDiedError,
-    CocalcKernelError,
-    CocalcNotebookError,
-    CocalcPermissionError,
-    CocalcQuotaError,
-    CocalcServerError,
-    CocalcTimeoutError,
-    CocalcUnknownJobError,
-    CocalcUnknownKernelError,
-    CocalcUnsupportedError,
-    CocalcValidationError,
-)
-
-__all__ = [
-    "CocalcApiDisabledError",
-    "CocalcAuthError",
-    "CocalcBadRequestError",
-    "CocalcCapabilityError",
-    "CocalcCommandError",
-    "CocalcCommandTimeoutError",
-    "CocalcConnectionError",
-    "CocalcError",
-    "CocalcExecutionError",
-    "CocalcKernelDiedError",
-    "CocalcKernelError",
-    "CocalcNotebookError",
-    "CocalcPermissionError",
-    "CocalcQuotaError",
-    "CocalcServerError",
-    "CocalcTimeoutError",
-    "CocalcUnknownJobError",
-    "CocalcUnknownKernelError",
-    "CocalcUnsupportedError",
-    "CocalcValidationError",
-    "error_from_message",
-]
+from cocalc_tasks.model import errors as _base
+from cocalc_tasks.model.errors import *  # noqa: F403  (the base classes, named in its __all__)
 
 #: The classes defined beside the result they carry, and the message map that needs them.
 _EXPORTS = {
@@ -67,6 +26,8 @@ _EXPORTS = {
     "CocalcExecutionError": "cocalc_tasks.model.results",
     "error_from_message": "cocalc_tasks.model.messages",
 }
+
+__all__ = sorted([*_base.__all__, *_EXPORTS])
 
 __getattr__, __dir__ = lazy_exports(__name__, globals(), _EXPORTS)
 

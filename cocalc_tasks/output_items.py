@@ -3,34 +3,7 @@
 
 from __future__ import annotations
 
-from cocalc_tasks.model.output_items import (
-    IMAGE_EXTENSIONS,
-    TRUNCATION_PREFIX,
-    ClearOutput,
-    ErrorOutput,
-    Image,
-    OtherOutput,
-    OutputItem,
-    RemoteError,
-    RichOutput,
-    Stream,
-    TruncationNotice,
-    parse_output,
-    strip_ansi,
-)
+from cocalc_tasks.model import output_items as _defined
+from cocalc_tasks.model.output_items import *  # noqa: F403  (named in its __all__)
 
-__all__ = [
-    "IMAGE_EXTENSIONS",
-    "TRUNCATION_PREFIX",
-    "ClearOutput",
-    "ErrorOutput",
-    "Image",
-    "OtherOutput",
-    "OutputItem",
-    "RemoteError",
-    "RichOutput",
-    "Stream",
-    "TruncationNotice",
-    "parse_output",
-    "strip_ansi",
-]
+__all__ = list(_defined.__all__)
