@@ -289,8 +289,8 @@ class ServerSettings:
     fork_kernels: bool = setting(
         True,
         kind="bool",
-        help="start ipykernel, bash and Sage kernels by forking a pre-imported process; "
-        "--no-fork-kernels starts each kernel as its own program",
+        help="start ipykernel, bash and Sage kernels by forking them from a zygote (a "
+        "pre-imported process); --no-fork-kernels starts each kernel as its own program",
     )
     sage_threads: int = setting(
         1,

@@ -137,7 +137,7 @@ class ExecService:
         self.sandbox = sandbox
         self._rlimits = Limits.parse(settings.exec_limits).rlimits()
         self._setup = child_setup(self._rlimits, ignore_sigint=False)
-        # One command spawner per project inside its sandbox: bwrap starts once per project,
+        # One spawner per project inside its sandbox: bwrap starts once per project,
         # not once per command.
         self._spawners = (
             Spawners(sandbox, settings.area_idle_seconds)

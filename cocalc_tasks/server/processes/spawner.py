@@ -1,4 +1,4 @@
-"""A command spawner that lives inside a project's sandbox (stdlib only; run as a script).
+"""A spawner that lives inside a project's sandbox (stdlib only; run as a script).
 
 Starting ``bwrap`` costs about 5 ms per command; this process pays it once per project and
 then forks each command inside the sandbox it already is in. It talks over a ``SOCK_SEQPACKET``

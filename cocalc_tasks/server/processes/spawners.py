@@ -1,4 +1,4 @@
-"""The server's side of ``spawner.py``: one command spawner per project, inside its sandbox.
+"""The server's side of ``spawner.py``: one spawner per project, inside its sandbox.
 
 ``bwrap`` costs about 5 ms per start; a spawner pays that once per project and forks each
 command inside the sandbox it is already in (``make bench``, row 7). The command's stdout and
@@ -79,7 +79,7 @@ class Spawner:
             await asyncio.wait_for(asyncio.shield(self._ready), timeout)
         except (TimeoutError, SpawnerError) as exc:
             await self.close()
-            raise SpawnerError(f"the command spawner did not start: {exc}") from None
+            raise SpawnerError(f"the spawner did not start: {exc}") from None
 
     def _on_message(self) -> None:
         assert self._sock is not None
@@ -129,7 +129,7 @@ class Spawner:
     ) -> tuple[int, int, int]:
         """Start a command: ``(pid, stdout read fd, stderr read fd)``; ``OSError`` as exec's."""
         if not self.alive or self._sock is None:
-            raise SpawnerError("the command spawner is not running")
+            raise SpawnerError("the spawner is not running")
         self.used = time.monotonic()
         out_read, out_write = os.pipe()
         err_read, err_write = os.pipe()
@@ -153,7 +153,7 @@ class Spawner:
             answer = await asyncio.wait_for(reply, 10)
         except TimeoutError:
             self._replies.pop(request_id, None)
-            raise SpawnerError("the command spawner did not answer") from None
+            raise SpawnerError("the spawner did not answer") from None
         if "pid" not in answer:
             os.close(out_read)
             os.close(err_read)

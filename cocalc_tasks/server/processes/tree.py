@@ -1,6 +1,6 @@
 """The host's process tree, read from ``/proc``: which pids are below a given pid.
 
-Job samplers (``exec/commands.py``) and the command spawners (``spawners.py``) both ask it, so
+Job samplers (``exec/commands.py``) and the spawners (``spawners.py``) both ask it, so
 it lives below both.
 """
 

@@ -1,4 +1,5 @@
-"""Start kernels by forking a pre-imported template process (``zygote.py``) instead of ``exec``.
+"""Start kernels by forking them from a zygote (``zygote.py``, a pre-imported process) instead
+of ``exec``.
 
 An IPython kernel spends about 0.3 s of CPU importing ipykernel and IPython before it can
 answer. :class:`Zygotes` keeps one zygote per interpreter that has already done those
