@@ -44,13 +44,17 @@ def is_sandbox(pid: int) -> bool:
 
 def kernel_processes(data_dir: str | Path) -> list[int]:
     """Kernel processes of one server: their command lines name its data dir (the connection
-    file of an exec'd kernel, the label of a forked one). The server, zygotes and the
-    sandboxes around them are not kernels."""
-    return [
-        pid
-        for pid in processes_mentioning(str(data_dir))
-        if " serve " not in cmdline(pid) and not is_zygote(pid) and not is_sandbox(pid)
-    ]
+    file ``kernel-*.json`` of an exec'd kernel, the label of a forked one, which shares its
+    zygote's command line). The server, zygotes, the sandboxes around them, spawners and the
+    commands they run are not kernels."""
+    found = []
+    for pid in processes_mentioning(str(data_dir)):
+        line = cmdline(pid)
+        if " serve " in line or is_zygote(pid) or is_sandbox(pid):
+            continue
+        if "/kernel-" in line or "zygote.py" in line:
+            found.append(pid)
+    return found
 
 
 def gone(pid: int, within: float = 5.0) -> bool:
