@@ -23,7 +23,7 @@ from __future__ import annotations
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, Unpack
 
-from airflow.sdk import BaseHook
+from airflow.providers.common.compat.sdk import BaseHook
 
 from cocalc_tasks.client import DEFAULT_HOST, DEFAULT_TIMEOUT
 from cocalc_tasks.errors import CocalcError, CocalcValidationError
@@ -129,9 +129,12 @@ class CocalcHook(BaseHook):
 
     async def aget_client(self) -> CocalcClient:
         """:attr:`client`, with the connection looked up without blocking the event loop
-        (for triggers, which run in the triggerer's loop)."""
+        (for triggers, which run in the triggerer's loop). Through the common-compat provider:
+        Airflow 3.0 has no ``aget_connection``, and before 3.3.2 it can deadlock the loop."""
         if "connection" not in self.__dict__:
-            self.__dict__["connection"] = await self.aget_connection(self.cocalc_conn_id)
+            from airflow.providers.common.compat.connection import get_async_connection
+
+            self.__dict__["connection"] = await get_async_connection(self.cocalc_conn_id, self)
         return self.client
 
     # -- API -----------------------------------------------------------------------------------

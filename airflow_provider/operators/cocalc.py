@@ -12,15 +12,14 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.sdk import BaseOperator, BaseOperatorLink
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import AirflowFailException, BaseOperator, BaseOperatorLink
 
 from airflow_provider.hooks.cocalc import CocalcHook
 from cocalc_tasks.errors import CocalcError, CocalcExecutionError
 from cocalc_tasks.reporting import DEFAULT_MAX_CHARS
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from cocalc_tasks.model import ExecutionResult
 

@@ -19,9 +19,13 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any, NoReturn
 
-from airflow.providers.common.compat.sdk import ResumableJobMixin
-from airflow.sdk import BaseOperator, conf
-from airflow.sdk.exceptions import AirflowException, AirflowFailException
+from airflow.providers.common.compat.sdk import (
+    AirflowException,
+    AirflowFailException,
+    BaseOperator,
+    ResumableJobMixin,
+    conf,
+)
 
 from airflow_provider.hooks.cocalc import CocalcHook
 from airflow_provider.operators.cocalc import (
@@ -35,7 +39,7 @@ from cocalc_tasks.errors import CocalcError, CocalcUnknownJobError, CocalcValida
 from cocalc_tasks.reporting import DEFAULT_MAX_CHARS
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from cocalc_tasks.model import CommandResult, ExecRequest
 

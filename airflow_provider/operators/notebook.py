@@ -14,8 +14,12 @@ import time
 from collections.abc import Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
-from airflow.sdk import BaseOperator, BaseOperatorLink, conf
-from airflow.sdk.exceptions import AirflowFailException
+from airflow.providers.common.compat.sdk import (
+    AirflowFailException,
+    BaseOperator,
+    BaseOperatorLink,
+    conf,
+)
 
 from airflow_provider.hooks.cocalc import CocalcHook
 from airflow_provider.operators.cocalc import PROJECT_URL_KEY, fail, project_url
@@ -23,7 +27,7 @@ from airflow_provider.operators.job import DEADLINE_MARGIN, raise_for_event
 from cocalc_tasks.errors import CocalcError, CocalcNotebookError
 
 if TYPE_CHECKING:
-    from airflow.sdk import Context
+    from airflow.providers.common.compat.sdk import Context
 
     from cocalc_tasks.notebooks import NotebookResult, NotebookRun
 

@@ -158,7 +158,7 @@ def test_test_connection_against_the_local_server(cocalc_conn: str) -> None:
 
 
 def test_missing_connection_is_airflows_not_found() -> None:
-    from airflow.sdk.exceptions import AirflowNotFoundException
+    from airflow.providers.common.compat.sdk import AirflowNotFoundException
 
     with pytest.raises(AirflowNotFoundException):
         CocalcHook("no_such_conn").client  # noqa: B018

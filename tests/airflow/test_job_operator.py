@@ -18,7 +18,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
-from airflow.sdk.exceptions import AirflowException, AirflowFailException, TaskDeferred
+from airflow.providers.common.compat.sdk import AirflowException, AirflowFailException, TaskDeferred
 
 from airflow_provider.operators.job import JOB_ID_KEY, CocalcRunOperator
 from airflow_provider.triggers.cocalc import CocalcJobTrigger

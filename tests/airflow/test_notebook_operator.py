@@ -44,7 +44,7 @@ def test_the_report_dag_runs_the_notebook_deferred_and_passes_its_results(
 def test_a_failing_cell_fails_the_task_without_retries_and_saves_the_notebook(
     airflow_db: Path, cocalc_conn: str, tmp_path: Path
 ) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     from airflow_provider.operators.notebook import CocalcNotebookOperator
     from tests.airflow.test_operator import context

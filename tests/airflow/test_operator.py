@@ -69,7 +69,7 @@ def test_log_and_xcom(capfd: pytest.CaptureFixture[str]) -> None:
 
 
 def test_remote_exception_fails_without_retry(capfd: pytest.CaptureFixture[str]) -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     op = CocalcExecuteOperator(task_id="t", kernel="python3", input="1/0", retries=3)
     with pytest.raises(AirflowFailException) as info:
@@ -87,7 +87,7 @@ def test_fail_on_error_false_returns_the_result() -> None:
 
 
 def test_permanent_api_errors_fail_and_transient_ones_retry() -> None:
-    from airflow.sdk.exceptions import AirflowFailException
+    from airflow.providers.common.compat.sdk import AirflowFailException
 
     op = CocalcExecuteOperator(task_id="t", kernel="nope", input="1")
     with pytest.raises(AirflowFailException, match="Unable to Spawn"):
