@@ -26,6 +26,7 @@ RUNNABLE = ("python", "console")
 
 #: Pages whose examples run in the core environment (tests/docs), against a Sage-capable server.
 CORE_PAGES = (
+    "index.md",
     "getting-started.md",
     "guides/python.md",
     "guides/cli.md",
