@@ -19,7 +19,7 @@ SYNC := $(UV) sync --locked --quiet
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
 .PHONY: help env airflow-env airflow-oldest-env prefect-env sage-env demo test test-core test-airflow test-prefect \
-        test-sage test-docs test-airflow-oldest docs lint bench soak clean bwrap postgres nginx
+        test-sage test-docs docs lint bench soak clean bwrap postgres nginx
 
 help:
 	@echo "make demo   run the example pipeline against the embedded local server"
@@ -88,17 +88,9 @@ postgres:
 nginx:
 	$(call apt_install,nginx,sh -c 'command -v nginx || test -x /usr/sbin/nginx')
 
-# The Airflow suite runs in full on the newest release; on the oldest supported one (3.0.6) the
-# modules that hold on every release: imports, example DAGs parsing, the hook, the trigger.
-AIRFLOW_EVERY_RELEASE := tests/airflow/test_release_range.py tests/airflow/test_provider.py \
-                         tests/airflow/test_hook.py
+# The Airflow suite runs on the newest Airflow release and on the oldest one supported (3.0.6).
 test-airflow: airflow-env airflow-oldest-env sage-env
 	COCALC_REQUIRE_SAGE=1 .venv-airflow/bin/pytest $(PYTEST_FLAGS) tests/airflow
-	COCALC_REQUIRE_SAGE=1 .venv-airflow-oldest/bin/pytest $(PYTEST_FLAGS) $(AIRFLOW_EVERY_RELEASE)
-
-# The whole Airflow suite on Airflow 3.0.6: not yet part of make test (see issue #29: tests that
-# read 3.3's log format or its resumable jobs, and ObjectStoragePath's file:// on 3.0).
-test-airflow-oldest: airflow-oldest-env sage-env
 	COCALC_REQUIRE_SAGE=1 .venv-airflow-oldest/bin/pytest $(PYTEST_FLAGS) tests/airflow
 
 test-prefect: prefect-env sage-env

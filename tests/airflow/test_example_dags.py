@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.airflow.conftest import DAGS
+from tests.airflow.conftest import DAGS, dagbag
 from tests.conftest import SECRET_KEY
 from tests.support.sage_stub import FACTOR_SETUP
 
@@ -108,9 +108,7 @@ def test_sage_dag_on_real_sage(airflow_db: Path, monkeypatch: pytest.MonkeyPatch
 def test_dags_folder_parses_cleanly_as_a_user_would_point_at_it(safe_mode: bool) -> None:
     """dags_folder = example_dags, with Airflow 3's default (glob) .airflowignore: every DAG
     loads, nothing fails to import (the Prefect flows are ignored), nothing else is a DAG."""
-    from airflow.dag_processing.dagbag import DagBag
-
-    bag = DagBag(dag_folder=str(DAGS), safe_mode=safe_mode)
+    bag = dagbag(DAGS, safe_mode=safe_mode)
     assert bag.import_errors == {}
     assert set(bag.dag_ids) == {
         "cocalc_python_xcom",

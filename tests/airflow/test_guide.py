@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks.testing.airflow import connection_env
+from tests.airflow.conftest import dagbag
 from tests.conftest import SECRET_KEY
 from tests.support.guide_examples import AIRFLOW_PAGES, blocks
 from tests.support.sage_server import sage_server
@@ -22,8 +23,6 @@ LOCAL_BUNDLE = "airflow.dag_processing.bundles.local.LocalDagBundle"
 def test_every_dag_of_the_guide_loads_and_succeeds(
     page: str, airflow_db: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from airflow.dag_processing.dagbag import DagBag
-
     examples = [b for b in blocks(page) if b.lang == "python"]
     assert examples, f"docs/{page} has no python examples"
     folder = tmp_path / "dags"
@@ -37,7 +36,7 @@ def test_every_dag_of_the_guide_loads_and_succeeds(
         # dag.test() syncs the configured DAG bundles: the guide's folder is the one bundle here.
         bundle = {"name": "guide", "classpath": LOCAL_BUNDLE, "kwargs": {"path": str(folder)}}
         monkeypatch.setenv("AIRFLOW__DAG_PROCESSOR__DAG_BUNDLE_CONFIG_LIST", json.dumps([bundle]))
-        bag = DagBag(dag_folder=str(folder), safe_mode=False)
+        bag = dagbag(folder, safe_mode=False)
         assert bag.import_errors == {}
         by_file = {Path(dag.fileloc).name for dag in bag.dags.values()}
         assert by_file == {f"guide_{n}.py" for n in range(len(examples))}, "a block without a DAG"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import inspect
 import json
 import os
 import re
@@ -17,6 +18,7 @@ from typing import Any
 import pytest
 
 from cocalc_tasks import CocalcClient
+from tests.airflow.conftest import resumable, without_airflow_mask_requests
 from tests.airflow.test_example_dags import states, xcom
 from tests.conftest import ROOT, SECRET_KEY
 
@@ -46,14 +48,16 @@ def test_the_sage_job_dag_defers_streams_and_checks_on_real_sage(
     chunks = re.findall(r"\[stdout\] (chunk \d/4: M\(\d+\) = -?\d+, pi\(\d+\) = \d+)", log)
     assert chunks == [line for line in summary["stdout"].splitlines() if line.startswith("chunk")]
     assert len(chunks) == 4
-    assert SECRET_KEY not in log and SECRET_KEY not in json.dumps(summary)
+    assert SECRET_KEY not in without_airflow_mask_requests(log)
+    assert SECRET_KEY not in json.dumps(summary)
 
 
 def test_a_worker_killed_mid_job_is_retried_onto_the_same_job(
     airflow_db: Path, cocalc_conn: str
 ) -> None:
     """SIGKILL the process running the task while its job runs; the retry of the same task
-    instance attaches to that job: the command starts exactly once."""
+    instance attaches to that job: the command starts exactly once (Airflow 3.3+; below it the
+    retry submits a job of its own, as the Airflow guide says)."""
     project = str(uuid.uuid4())
     client = CocalcClient(api_key=SECRET_KEY, host=cocalc_conn, project_id=project)
     logical_date = datetime.now(UTC).replace(microsecond=0)
@@ -85,7 +89,8 @@ def test_a_worker_killed_mid_job_is_retried_onto_the_same_job(
 
     state, try_number = retry(cocalc_command_job.dag, logical_date, "steps")
     assert (state, try_number) == ("success", 2)  # the same task instance's next try
-    assert client.exec("cat runs.log").stdout.count("started") == 1  # exactly one remote run
+    runs = client.exec("cat runs.log").stdout.count("started")
+    assert runs == (1 if resumable() else 2)  # exactly one remote run, where jobs resume
     (summary,) = xcom_by_date(cocalc_command_job.dag.dag_id, logical_date, "steps")
     assert summary["stdout"].splitlines()[-1] == "done after 8 steps"
     assert summary["stdout"].count("step 1/8") == 1
@@ -106,7 +111,11 @@ def retry(dag: Any, logical_date: datetime, task_id: str) -> tuple[str, int]:
         ti.try_number += 1
         ti.state = TaskInstanceState.SCHEDULED
         session.commit()
-        _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
+        if "task" in inspect.signature(_run_task).parameters:  # Airflow 3.1+
+            _run_task(ti=ti, task=dag.task_dict[task_id], run_triggerer=True)
+        else:  # Airflow 3.0 takes the task from the task instance
+            ti.task = dag.task_dict[task_id]
+            _run_task(ti=ti, run_triggerer=True)
         session.expire_all()
         ti = run.get_task_instance(task_id, session=session)
         return str(ti.state), int(ti.try_number)
