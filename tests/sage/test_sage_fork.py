@@ -41,7 +41,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalServer]:
     with LocalServer(
         data_dir=tmp_path_factory.mktemp("data"),
         api_keys=[SECRET_KEY],
-        args=["--kernels", "sage-9.8", *ALIASES, "--cell-timeout", "4"],
+        # The default per-cell limit: a fresh kernel's first Maxima call starts Maxima, 4-6 s on
+        # a 2-core machine, and the PARI test below is interrupted at this limit anyway.
+        args=["--kernels", "sage-9.8", *ALIASES, "--cell-timeout", "15"],
     ) as srv:
         srv.wait_for_pool("sagemath", 1, timeout=180)
         yield srv
