@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import itertools
 import json
 import os
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -625,12 +626,10 @@ def settings_from_args(
 def settings_table() -> str:
     """The configuration reference: one table per group, generated from the declarations."""
     rows: list[str] = []
-    for group in GROUPS:
+    for group, members in itertools.groupby(declarations(), key=lambda decl: decl.group):
         rows += [f"### {group.capitalize()}", ""]
         rows += ["| option | variable / config key | default | meaning |", "|---|---|---|---|"]
-        for decl in declarations():
-            if decl.group != group:
-                continue
+        for decl in members:
             flag = f"`{decl.flag}`" + (f" / `{decl.negative}`" if decl.negative else "")
             if decl.kind == "bool" and not decl.negative:
                 flag = f"`{decl.flag}` / `--no-{decl.flag[2:]}`"

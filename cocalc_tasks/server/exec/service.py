@@ -146,7 +146,7 @@ class ExecService:
         )
         self._base_env = {k: v for k, v in base_env.items() if k not in _DROPPED_ENV}
         # The server's kernel aliases, for programs that start kernels themselves (the notebook
-        # runner of cocalc_tasks.notebooks.run): sage-9.8 means what it means to /execute.
+        # runner, cocalc_tasks/notebooks/runner.py): sage-9.8 means what it means to /execute.
         self._base_env[KERNEL_ALIASES_ENV] = json.dumps(dict(settings.kernel_aliases))
         # Programs of the server's own environment (python3, sage, jupyter) come first, as a
         # CoCalc project's software stack does.
