@@ -134,8 +134,9 @@ class Declaration:
     shown_default: str | None = None
     #: The only values allowed (a ``str`` setting).
     choices: tuple[str, ...] | None = None
-    #: The value (or each value of a mapping) is a limits text: ``nofile=1000 as=3000000``.
-    limits: bool = False
+    #: What the value (or each value of a mapping) must parse as: a key of :data:`_VALUES`
+    #: (``limits``: ``nofile=1000 as=3000000``; ``caps``: ``memory=1G processes=64``...).
+    value: str | None = None
     #: The group it is listed under in ``serve --help`` and the configuration reference.
     group: str = ""
 
@@ -159,12 +160,11 @@ class Declaration:
             raise SettingsError(
                 f"{self.label} must be one of {', '.join(self.choices)}, got {value!r}"
             )
-        if self.limits:
-            from cocalc_tasks.server.sandbox import Limits
-
+        if self.value is not None:
+            check = _value_checks()[self.value]
             for one in value.values() if isinstance(value, Mapping) else [value]:
                 try:
-                    Limits.parse(str(one))
+                    check(str(one))
                 except ValueError as exc:
                     raise SettingsError(f"{self.label}: {exc}") from None
         if self.minimum is None:
@@ -176,6 +176,25 @@ class Declaration:
             if one < self.minimum:
                 bound = "positive" if 0 < self.minimum < 1 else f"at least {self.minimum:g}"
                 raise SettingsError(f"{self.label} must be {bound}, got {one!r}")
+
+
+def _value_checks() -> dict[str, Callable[[str], object]]:
+    """The parsers of :attr:`Declaration.value` (imported when a setting needs them)."""
+    from cocalc_tasks.server.sandbox import Caps, Limits
+    from cocalc_tasks.server.sandbox.bwrap import NETWORK_MODES
+    from cocalc_tasks.server.sandbox.users import parse_uid_range
+
+    def network(text: str) -> str:
+        if text not in NETWORK_MODES:
+            raise ValueError(f"{text!r} is not a network mode: use none or host")
+        return text
+
+    return {
+        "limits": Limits.parse,
+        "caps": Caps.parse,
+        "network": network,
+        "uids": parse_uid_range,
+    }
 
 
 def setting(
@@ -198,6 +217,14 @@ def setting(
 _POSITIVE = 1e-9
 
 
+def _default_data_dir() -> Path:
+    """Root's is a system service's: its projects' users must be able to reach their areas
+    there, and ``/root`` is closed to them."""
+    if os.geteuid() == 0:
+        return Path("/var/lib/cocalc-tasks")
+    return Path.home() / ".local/share/cocalc-tasks"
+
+
 @dataclass(frozen=True)
 class ServerSettings:
     """The local server's settings. Invalid values raise :class:`SettingsError`."""
@@ -206,9 +233,9 @@ class ServerSettings:
     port: int = setting(8765, kind="int", help="port, 0 for any free one", minimum=0)
     data_dir: Path = setting(
         kind="path",
-        factory=lambda: Path.home() / ".local/share/cocalc-tasks",
+        factory=lambda: _default_data_dir(),
         help="cache, job records, kernel state and scratch space",
-        shown_default="~/.local/share/cocalc-tasks",
+        shown_default="~/.local/share/cocalc-tasks; /var/lib/cocalc-tasks as root",
     )
     projects_root: Path | None = setting(
         None, kind="path", help="one directory per project_id", shown_default="DATA_DIR/projects"
@@ -319,12 +346,63 @@ class ServerSettings:
         choices=("auto", "bwrap", "none"),
         metavar="auto|bwrap|none",
         help="run every kernel and command in its project's bubblewrap sandbox; auto: when "
-        "bwrap works here, else warn that projects are not isolated",
+        "bwrap works here, else warn that projects are not isolated (and refuse to start "
+        "with project keys or several API keys)",
+    )
+    project_network: str = setting(
+        "none",
+        kind="str",
+        value="network",
+        metavar="none|host",
+        help="with the sandbox on, none: each project (and the global pool) has a network of "
+        "its own with only its own loopback, no internet and none of the host's services; "
+        "host: the host's network",
+    )
+    project_network_for: Mapping[str, str] = setting(
+        kind="pairs",
+        factory=dict,
+        flag="--project-network-for",
+        metavar="PROJECT_ID=none|host",
+        repeatable=True,
+        value="network",
+        help="the network of one project, over --project-network",
+    )
+    project_limits: str = setting(
+        "memory=1000M processes=512",
+        kind="str",
+        value="caps",
+        metavar="CAPS",
+        help="memory and processes for all of a project's kernels, jobs and notebook runs "
+        "together (CoCalc's free project: 1000 MB), enforced with cgroups; none for no caps",
+    )
+    project_limits_for: Mapping[str, str] = setting(
+        kind="pairs",
+        factory=dict,
+        flag="--project-limits-for",
+        metavar="PROJECT_ID=CAPS",
+        repeatable=True,
+        value="caps",
+        help="the caps of one project, over --project-limits, e.g. 'ID=memory=4G processes=1024'",
+    )
+    pool_limits: str = setting(
+        "processes=1024",
+        kind="str",
+        value="caps",
+        metavar="CAPS",
+        help="the caps of the global pool's kernels and commands, all together",
+    )
+    project_uids: str = setting(
+        "65536-536870911",
+        kind="str",
+        value="uids",
+        metavar="START-END",
+        help="a server running as root runs the global pool as uid START and each project as "
+        "its own uid above it, derived from its id as CoCalc does",
     )
     kernel_limits: str = setting(
         "nofile=1000 fsize=10485760 cpu=30 as=3000000",
         kind="str",
-        limits=True,
+        value="limits",
         metavar="LIMITS",
         help="every kernel's ulimits, as CoCalc's (as and fsize in KiB, cpu in s); none for none",
     )
@@ -334,13 +412,13 @@ class ServerSettings:
         flag="--kernel-limits-for",
         metavar="SPEC=LIMITS",
         repeatable=True,
-        limits=True,
+        value="limits",
         help="limits of one kernelspec, over --kernel-limits, e.g. 'sagemath=as=6000000'",
     )
     exec_limits: str = setting(
         "nofile=1000 fsize=10485760 as=6000000",
         kind="str",
-        limits=True,
+        value="limits",
         metavar="LIMITS",
         help="ulimits of every exec command (its CPU time is bounded by its timeout)",
     )
@@ -506,7 +584,16 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "kernel_limits",
         "kernel_limits_for",
     ),
-    "sandbox": ("sandbox", "projects_root"),
+    "sandbox": (
+        "sandbox",
+        "projects_root",
+        "project_network",
+        "project_network_for",
+        "project_limits",
+        "project_limits_for",
+        "pool_limits",
+        "project_uids",
+    ),
     "exec jobs": ("max_jobs", "exec_limits", "exec_max_output", "hub_timeout", "job_ttl_seconds"),
     "storage and replicas": (
         "data_dir",

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import dataclasses
 import sys
 from pathlib import Path
 
 import pytest
 
-from cocalc_tasks.server.sandbox import Limits, Sandbox
+from cocalc_tasks.server.sandbox import Isolation, Limits, Sandbox
+from cocalc_tasks.server.sandbox.users import Owner
 
 
 def sandbox(tmp_path: Path, hidden: list[Path]) -> Sandbox:
@@ -38,7 +40,31 @@ def test_areas_data_dir_and_hidden_files(tmp_path: Path) -> None:
         assert f"--bind {own} {own}" in text  # ...but for the area's own directories
     assert args.index(f"{tmp_path / 'data'}") < args.index("--remount-ro")
     assert args[-3:] == ["--chdir", str(area.home), "--"]
-    assert "--unshare-pid" in args and args[4:6] == ["--cap-drop", "ALL"]
+    assert {"--unshare-user", "--disable-userns", "--unshare-pid", "--unshare-net"} <= set(args)
+    assert args[args.index("--cap-drop") + 1] == "ALL" and "--cap-add" not in args
+    assert "setpriv" not in text  # the server's own user: one bwrap
+
+
+def test_as_root_an_outer_bwrap_builds_the_view_and_the_inner_one_runs_as_the_project(
+    tmp_path: Path,
+) -> None:
+    box = sandbox(tmp_path, [])
+    project = "6e75dbf1-0342-4249-9dce-6b21648656e9"
+    box.isolation = Isolation(network_for={project: "host"})
+    owner = Owner(70001, 70001)
+    area = dataclasses.replace(box.area(project), owner=owner)
+    args = box._prefix(area, area.home)
+    drop = next(i for i, a in enumerate(args) if a.endswith("setpriv"))
+    outer, inner = args[:drop], args[drop:]
+    assert outer[-3:] == ["--chdir", "/", "--"]  # root without DAC override: not the area's
+    assert outer.count("--cap-add") == 2 and "CAP_SETUID" in outer and "--unshare-user" not in outer
+    assert f"--bind {area.home} {area.home}" in " ".join(outer)
+    assert inner[1:5] == ["--reuid=70001", "--regid=70001", "--clear-groups", "--inh-caps=-all"]
+    assert {"--unshare-user", "--disable-userns", "--unshare-pid"} <= set(inner)
+    assert "--unshare-net" not in inner  # this project was given the host's network
+    assert inner[-3:] == ["--chdir", str(area.home), "--"]
+    other = dataclasses.replace(box.area(None), owner=owner)
+    assert "--unshare-net" in box._prefix(other, other.home)
 
 
 def test_limits_parse_and_merge() -> None:

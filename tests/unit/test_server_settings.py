@@ -164,9 +164,15 @@ def test_every_setting_is_reachable_from_flag_env_and_config(tmp_path: Path) -> 
         text, expected = samples[decl.kind]
         if decl.choices:  # a value the setting accepts
             text = expected = decl.choices[-1]
-        elif decl.limits:
-            text = "k=nofile=10" if decl.kind == "pairs" else "nofile=10"
-            expected = {"k": "nofile=10"} if decl.kind == "pairs" else "nofile=10"
+        elif decl.value is not None:  # a value of the kind it parses
+            one = {
+                "limits": "nofile=10",
+                "caps": "memory=1G",
+                "network": "host",
+                "uids": "70000-80000",
+            }[decl.value]
+            text = f"k={one}" if decl.kind == "pairs" else one
+            expected = {"k": one} if decl.kind == "pairs" else one
         argv = [decl.flag, text] if decl.kind != "bool" else [f"--no-{decl.flag[2:]}"]
         from_flag = getattr(parse(*argv), decl.name)
         from_env = getattr(parse(env={decl.env: text}), decl.name)

@@ -36,6 +36,7 @@ import psutil
 
 from cocalc_tasks.server.processes.spawners import Spawner
 from cocalc_tasks.server.processes.tree import descendants
+from cocalc_tasks.server.sandbox.users import Owner
 
 __all__ = ["CommandSpec", "RunningCommand", "build_spec", "truncation_marker"]
 
@@ -80,8 +81,9 @@ def build_spec(
     timeout: float,
     max_output: int | None,
     tmp_root: str | None = None,
+    owner: Owner | None = None,
 ) -> CommandSpec:
-    """Apply CoCalc's bash rules and write the script file when there is one."""
+    """Apply CoCalc's bash rules and write the script file (``owner``'s) when there is one."""
     bash = bash or (not args and any(c.isspace() for c in command))
     if bash and args:
         command = shlex.join([command, *args])
@@ -97,6 +99,8 @@ def build_spec(
     prefix = f"ulimit -t {math.ceil(timeout)}\n" if timeout else ""
     script.write_text(prefix + command, encoding="utf-8")
     script.chmod(0o700)
+    if owner is not None:  # the area's user runs it
+        owner.chown_tree(script_dir)
     argv = ["bash", str(script)]
     return CommandSpec(
         argv, cwd, env, timeout, max_output, command, " ".join(argv), script_dir=script_dir
@@ -125,6 +129,11 @@ class _Stream:
             if len(text) > room:
                 text = text[:room]
                 self.dropped = True
+        self._parts.append(text)
+        self.length += len(text)
+
+    def note(self, text: str) -> None:
+        """Add the server's own line (past the limit too: it says why the output ends)."""
         self._parts.append(text)
         self.length += len(text)
 

@@ -349,11 +349,14 @@ class ExecService:
                 timeout=timeout,
                 max_output=cap if chosen is None else min(cap, chosen),
                 tmp_root=str(area.scratch) if area is not None else None,
+                owner=area.owner if area is not None else None,
             )
         except OSError as exc:
             raise fail(f"Error: could not write the script: {exc}") from None
-        launch = sandbox.wrap(spec.argv, area, cwd) if sandbox is not None and area else None
-        return dataclasses.replace(spec, launch=launch, preexec=self._setup)
+        if sandbox is None or area is None:
+            return dataclasses.replace(spec, preexec=self._setup)
+        launch = sandbox.wrap(spec.argv, area, cwd)
+        return dataclasses.replace(spec, launch=launch, preexec=sandbox.setup(area, self._rlimits))
 
     def _cwd(self, project_id: str, path: object) -> Path:
         home = project_directory(self.settings.projects_dir, project_id)
@@ -386,8 +389,17 @@ class ExecService:
 
     # -- supervision -----------------------------------------------------------------------
     async def _supervise(self, job: _Job) -> None:
+        sandbox = self.sandbox if self.sandbox is not None and self.sandbox.enabled else None
+        area = sandbox.area(job.project_id) if sandbox is not None else None
+        ooms = sandbox.oom_kills(area) if sandbox is not None and area is not None else 0
         try:
             await job.command.finish()
+            if sandbox is not None and area is not None and sandbox.oom_kills(area) > ooms:
+                caps = sandbox.caps_for(area).as_text()
+                job.command.stderr.note(
+                    f"\ncocalc-tasks: a process of this job was killed: the project reached "
+                    f"its memory cap ({caps})\n"
+                )
         finally:
             self._running.discard(job)
             if job.job_id is not None:

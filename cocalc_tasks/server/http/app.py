@@ -33,7 +33,7 @@ from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog
 from cocalc_tasks.server.jupyter.pool import KernelPools
 from cocalc_tasks.server.jupyter.service import ExecutionService
 from cocalc_tasks.server.processes.zygotes import fork_supported
-from cocalc_tasks.server.sandbox import Area, Limits, Sandbox, kernel_prefixes
+from cocalc_tasks.server.sandbox import Area, Isolation, Limits, Sandbox, kernel_prefixes
 from cocalc_tasks.server.settings import CONFIG_ENV, ServerSettings
 from cocalc_tasks.server.storage import Storage, off_loop, open_storage
 
@@ -184,6 +184,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         anonymous_home=settings.data_dir / "sandbox",
         readonly=kernel_prefixes(entry["argv"] for entry in catalog.listing()),
         hidden=[Path(os.environ[CONFIG_ENV])] if os.environ.get(CONFIG_ENV) else [],
+        isolation=isolation(settings),
     )
     anonymous = sandbox.area(None)
     rewrite = settings.flavor == "cocalc-ai"
@@ -261,7 +262,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
         for name in settings.kernels:
             pools.warm(catalog.resolve(name).spec_name)
         background = [
-            asyncio.ensure_future(_close_idle_areas(pools)),
+            asyncio.ensure_future(_close_idle_areas(pools, sandbox, settings.area_idle_seconds)),
             asyncio.ensure_future(execs.watch()),
             asyncio.ensure_future(_purge_expired(storage)),
         ]
@@ -273,6 +274,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             await execs.close()
             await service.close()
             await pools.close()
+            await asyncio.to_thread(sandbox.close)
             storage.close()
 
     app = FastAPI(title="cocalc-tasks local CoCalc server", lifespan=lifespan)
@@ -392,17 +394,33 @@ def create_app(settings: ServerSettings) -> FastAPI:
     return app
 
 
-async def _close_idle_areas(pools: KernelPools) -> None:
-    """Every minute, stop the pools and zygotes of projects that have been idle too long."""
+async def _close_idle_areas(pools: KernelPools, sandbox: Sandbox, idle: float) -> None:
+    """Every minute (or twice per idle time, if shorter), stop the pools and zygotes of projects
+    that have been idle too long, and remove their cgroups once nothing runs in them."""
     while True:
-        await asyncio.sleep(60)
+        await asyncio.sleep(min(60.0, idle / 2))
         try:
             closed = await pools.close_idle()
+            for name in closed:
+                await asyncio.to_thread(sandbox.release, name)
         except Exception:  # keep watching whatever one pass did
             log.exception("closing idle projects failed")
             continue
         if closed:
             log.info("stopped the kernels of %d idle project(s)", len(closed))
+
+
+def isolation(settings: ServerSettings) -> Isolation:
+    """What each area gets besides its files, from the settings."""
+    return Isolation(
+        uid_range=settings.project_uids,
+        network=settings.project_network,
+        network_for={k.lower(): v for k, v in settings.project_network_for.items()},
+        caps=settings.project_limits,
+        caps_for={k.lower(): v for k, v in settings.project_limits_for.items()},
+        pool_caps=settings.pool_limits,
+        multi_user=bool(settings.project_keys) or len(settings.api_keys) > 1,
+    )
 
 
 async def _purge_expired(storage: Storage) -> None:
@@ -444,6 +462,8 @@ def area_environment(base: dict[str, str], area: Area) -> dict[str, str]:
             path.mkdir(parents=True, exist_ok=True)
         profile.mkdir(exist_ok=True)
         config.write_text(_KERNEL_CONFIG, encoding="utf-8")
+        if area.owner is not None:  # the kernels write there as the area's user
+            area.owner.chown_tree(area.state)
     env = dict(base)
     env.update({name: str(path) for name, path in paths.items()})
     env.update({"HOME": str(area.home), "PLOTLY_RENDERER": "colab"})

@@ -288,6 +288,7 @@ class ExecutionService:
         )
         async with self._slots:
             area = self.sandbox.area(project_id) if self.sandbox is not None else None
+            ooms = self.sandbox.oom_kills(area) if self.sandbox is not None and area else 0
             try:
                 kernel = await self.pools.take(spec_name, area)
             except KernelStartError as exc:
@@ -311,6 +312,10 @@ class ExecutionService:
                 collector = OutputCollector(limits, items=prefix)
                 return await run_cell(kernel, input_, collector, timeout)
             except KernelDied as exc:
-                raise ApiError(f"Error: {exc}") from None
+                hint = ""
+                if self.sandbox is not None and area and self.sandbox.oom_kills(area) > ooms:
+                    caps = self.sandbox.caps_for(area).as_text()
+                    hint = f" (the project reached its memory cap: {caps})"
+                raise ApiError(f"Error: {exc}{hint}") from None
             finally:
                 self.pools.release(kernel)

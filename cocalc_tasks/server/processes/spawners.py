@@ -68,6 +68,7 @@ class Spawner:
                 stdout=subprocess.DEVNULL,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 start_new_session=True,
+                preexec_fn=self.sandbox.setup(self.area),  # its cgroup and user
             )
         finally:
             theirs.close()
@@ -230,6 +231,7 @@ class Spawners:
             if name not in busy and now - spawner.used > self.idle_seconds:
                 del self._spawners[name]
                 await spawner.close()
+                await asyncio.to_thread(self.sandbox.release, name)
 
     async def close(self) -> None:
         spawners, self._spawners = list(self._spawners.values()), {}

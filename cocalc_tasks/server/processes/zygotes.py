@@ -175,6 +175,7 @@ class Zygote:
         label: str = "zygote",
         *,
         wrap: Callable[[list[str]], list[str]] | None = None,
+        preexec: Callable[[], None] | None = None,
         script: Path | None = None,
     ) -> None:
         self.python = python
@@ -183,6 +184,8 @@ class Zygote:
         self.label = label
         #: Puts the zygote's command into a sandbox (its kernels are forked inside it).
         self.wrap = wrap
+        #: Enters the area between fork and exec (its cgroup and user: sandbox/child.py).
+        self.preexec = preexec
         self.script = script or _ZYGOTE_SCRIPT
         self.process: asyncio.subprocess.Process | None = None
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
@@ -219,6 +222,7 @@ class Zygote:
             stdout=asyncio.subprocess.PIPE,
             env=self.env,
             start_new_session=True,  # a terminal's Ctrl-C is the server's to handle, not ours
+            preexec_fn=self.preexec,
         )
         assert self.process.stdout is not None
         try:
@@ -378,6 +382,7 @@ class Zygotes:
             env,
             label,
             wrap=lambda command: sandbox.wrap(command, area, area.scratch),
+            preexec=sandbox.setup(area),
             script=self._script,
         )
 
@@ -442,6 +447,11 @@ class ForkingProvisioner(LocalProvisioner):
         env_in = kwargs.get("env")
         zygote = await servers.for_command(cmd, area, env_in) if servers is not None else None
         cwd = str(kwargs.get("cwd") or os.getcwd())
+        if area is not None and area.owner is not None:  # the kernel reads them as its user
+            area.owner.chown_tree(Path(cwd))
+            connection_file = getattr(self.parent, "connection_file", None)
+            if connection_file:
+                area.owner.chown_tree(Path(connection_file))
         if zygote is not None:
             env = dict(kwargs.get("env") or os.environ)
             try:
@@ -466,8 +476,11 @@ class ForkingProvisioner(LocalProvisioner):
             kwargs["env"] = {
                 k: v for k, v in (kwargs.get("env") or {}).items() if k != "JPY_PARENT_PID"
             }
-        if limits or sandboxed:
-            kwargs["preexec_fn"] = child_setup(limits, ignore_sigint=sandboxed)
+        if sandboxed:
+            assert sandbox is not None and area is not None
+            kwargs["preexec_fn"] = sandbox.setup(area, limits, ignore_sigint=True)
+        elif limits:
+            kwargs["preexec_fn"] = child_setup(limits, ignore_sigint=False)
         return await super().launch_kernel(cmd, **kwargs)
 
 

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from cocalc_tasks.server.sandbox.users import Owner
+
 __all__ = ["ANONYMOUS", "Area"]
 
 #: The global pool's area name.
@@ -25,6 +27,8 @@ class Area:
     home: Path
     scratch: Path
     state: Path
+    #: The host user its processes run as and its files belong to; None: the server's own.
+    owner: Owner | None = None
 
     @property
     def is_project(self) -> bool:

@@ -2,18 +2,17 @@
 
 CoCalc's stateless-API kernels run under ``ulimit -n 1000 -f 10485760 -t 30 -v 3000000``. The
 limits are set in the process itself before it runs the program: in the forked child of a
-zygote, or in ``Popen``'s child before ``exec``, so ``bwrap`` and everything under it inherit
-them.
+zygote, or in ``Popen``'s child before ``exec`` (:mod:`~cocalc_tasks.server.sandbox.child`), so
+``bwrap`` and everything under it inherit them.
 """
 
 from __future__ import annotations
 
 import resource
-import signal
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-__all__ = ["Limits", "apply_rlimits", "child_setup"]
+__all__ = ["Limits", "apply_rlimits"]
 
 # ulimit's names and units: KiB for file size and address space, seconds for CPU.
 _LIMITS = {
@@ -67,24 +66,3 @@ def apply_rlimits(rlimits: Sequence[tuple[int, int]]) -> None:
         _soft, hard = resource.getrlimit(which)
         target = value if hard == resource.RLIM_INFINITY else min(value, hard)
         resource.setrlimit(which, (target, target))
-
-
-def child_setup(rlimits: Sequence[tuple[int, int]], *, ignore_sigint: bool) -> Callable[[], None]:
-    """A ``preexec_fn``: limits (and, in front of bwrap, an ignored SIGINT) before ``exec``.
-
-    Only ``setrlimit`` and ``signal`` run between fork and exec: no imports, no allocation
-    beyond the call itself. An ignored SIGINT is inherited by bwrap, which would otherwise die
-    of a kernel interrupt sent to the group; IPython kernels ignore it anyway until they run a
-    cell, when they install their own handler.
-    """
-    prepared = list(rlimits)
-    setrlimit, sig_ign, sigint = resource.setrlimit, signal.SIG_IGN, signal.SIGINT
-    set_signal = signal.signal
-
-    def setup() -> None:
-        for which, value in prepared:
-            setrlimit(which, (value, value))
-        if ignore_sigint:
-            set_signal(sigint, sig_ign)
-
-    return setup
