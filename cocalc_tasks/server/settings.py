@@ -217,14 +217,6 @@ def setting(
 _POSITIVE = 1e-9
 
 
-def _default_data_dir() -> Path:
-    """Root's is a system service's: its projects' users must be able to reach their areas
-    there, and ``/root`` is closed to them."""
-    if os.geteuid() == 0:
-        return Path("/var/lib/cocalc-tasks")
-    return Path.home() / ".local/share/cocalc-tasks"
-
-
 @dataclass(frozen=True)
 class ServerSettings:
     """The local server's settings. Invalid values raise :class:`SettingsError`."""
@@ -233,9 +225,9 @@ class ServerSettings:
     port: int = setting(8765, kind="int", help="port, 0 for any free one", minimum=0)
     data_dir: Path = setting(
         kind="path",
-        factory=lambda: _default_data_dir(),
+        factory=lambda: Path.home() / ".local/share/cocalc-tasks",
         help="cache, job records, kernel state and scratch space",
-        shown_default="~/.local/share/cocalc-tasks; /var/lib/cocalc-tasks as root",
+        shown_default="~/.local/share/cocalc-tasks",
     )
     projects_root: Path | None = setting(
         None, kind="path", help="one directory per project_id", shown_default="DATA_DIR/projects"

@@ -160,7 +160,11 @@ def test_files_a_kernel_writes_belong_to_the_projects_own_user(server: LocalServ
     users = ProjectUsers()
     owner_a, owner_b = users.owner(A), users.owner(B)
     assert owner_a is not None and owner_b is not None and owner_a.uid != owner_b.uid
-    printed = _kernel(server, A, "import os\nopen(os.path.expanduser('~/mine.txt'), 'w').write('x')\nprint(os.getuid())")
+    printed = _kernel(
+        server,
+        A,
+        "import os\nopen(os.path.expanduser('~/mine.txt'), 'w').write('x')\nprint(os.getuid())",
+    )
     assert int(printed) == owner_a.uid
     written = server.data_dir / "projects" / A / "mine.txt"
     assert (written.stat().st_uid, written.stat().st_gid) == (owner_a.uid, owner_a.gid)
