@@ -10,10 +10,19 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks.server.sandbox import Caps
+from cocalc_tasks.server.sandbox.caps import DEFAULT_POOL_CAPS, DEFAULT_PROJECT_CAPS
 from cocalc_tasks.server.sandbox.cgroups import Cgroups
-from cocalc_tasks.server.sandbox.users import ProjectUsers, parse_uid_range
+from cocalc_tasks.server.sandbox.users import DEFAULT_UID_RANGE, ProjectUsers, parse_uid_range
 from cocalc_tasks.server.settings import SettingsError
 from tests.unit.test_server_settings import parse
+
+
+def test_the_settings_defaults_are_the_sandboxs() -> None:
+    settings = parse()
+    assert settings.project_limits == DEFAULT_PROJECT_CAPS
+    assert settings.pool_limits == DEFAULT_POOL_CAPS
+    assert settings.project_uids == DEFAULT_UID_RANGE
+    assert settings.project_network == "none"
 
 
 def test_caps_parse_sizes_and_say_what_is_wrong() -> None:

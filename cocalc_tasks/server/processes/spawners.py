@@ -68,7 +68,7 @@ class Spawner:
                 stdout=subprocess.DEVNULL,
                 env={"PATH": os.environ.get("PATH", "/usr/bin:/bin")},
                 start_new_session=True,
-                preexec_fn=self.sandbox.setup(self.area),  # its cgroup and user
+                preexec_fn=self.sandbox.setup(self.area),  # its cgroup; its user inside
             )
         finally:
             theirs.close()

@@ -184,7 +184,7 @@ class Zygote:
         self.label = label
         #: Puts the zygote's command into a sandbox (its kernels are forked inside it).
         self.wrap = wrap
-        #: Enters the area between fork and exec (its cgroup and user: sandbox/child.py).
+        #: Enters the area's cgroup between fork and exec (sandbox/child.py).
         self.preexec = preexec
         self.script = script or _ZYGOTE_SCRIPT
         self.process: asyncio.subprocess.Process | None = None

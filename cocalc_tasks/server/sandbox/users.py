@@ -26,7 +26,7 @@ from pathlib import Path
 
 __all__ = ["DEFAULT_UID_RANGE", "Owner", "ProjectUsers", "parse_uid_range"]
 
-#: CoCalc's range: 65537 (above ``nobody``) to 2^29.
+#: The global pool at 65536, projects above it up to 2^29, as CoCalc's (above ``nobody``).
 DEFAULT_UID_RANGE = "65536-536870911"
 
 
