@@ -317,3 +317,40 @@ def test_sandbox_bwrap_without_user_namespaces_says_why(tmp_path: Path) -> None:
         in done.stderr
     )
     assert "max_user_namespaces is 0" in done.stderr
+
+
+class _NoCgroups(LocalServer):
+    """A server in a mount namespace of its own where the cgroup hierarchies are read-only."""
+
+    def command(self) -> list[str]:
+        remount = " && ".join(
+            f"mount -o remount,bind,ro /sys/fs/cgroup/{name}" for name in ("memory", "pids")
+        )
+        script = f'{remount} && exec "$@"'
+        unshare = ["unshare", "--mount", "--propagation", "private"]
+        return [*unshare, "sh", "-c", script, "sh", *super().command()]
+
+
+def test_without_a_writable_cgroup_processes_are_capped_per_project_uid(tmp_path: Path) -> None:
+    log = tmp_path / "server.log"
+    with _NoCgroups(
+        data_dir=tmp_path / "data",
+        api_keys=[SECRET_KEY],
+        args=["--sandbox", "bwrap", "--pool-size", "0", "--project-limits", "processes=64"],
+        log_file=log,
+    ) as server:
+        code = (
+            "import subprocess\nprocs, refused = [], 0\n"
+            "for _ in range(200):\n"
+            "    try:\n        procs.append(subprocess.Popen(['sleep', '600']))\n"
+            "    except OSError:\n        refused += 1\n"
+            "print(len(procs), refused)\n"
+            "for p in procs:\n    p.kill(); p.wait()"
+        )
+        with CocalcClient(SECRET_KEY, server.url, project_id=A) as c:
+            started, refused = map(int, c.execute(code, "python3").stdout.split())
+            assert 0 < started < 64 and started + refused == 200
+            assert c.execute("print(6 * 7)", "python3").stdout.strip() == "42"
+    text = log.read_text()
+    assert text.count("no cgroup can be written here") == 1
+    assert "memory is capped per process only" in text and "RLIMIT_NPROC" in text
