@@ -29,6 +29,8 @@ _EXPORTS = {
     "submit_command": "cocalc_tasks.api",
     "wait_for_job": "cocalc_tasks.api",
     "cancel_job": "cocalc_tasks.api",
+    "whoami": "cocalc_tasks.api",
+    "Whoami": "cocalc_tasks.model.identity",
     "ExecRequest": "cocalc_tasks.model.exec_requests",
     "CommandResult": "cocalc_tasks.model.command_results",
     "Job": "cocalc_tasks.model.command_results",
@@ -61,6 +63,7 @@ if TYPE_CHECKING:
     from cocalc_tasks.api import run_script as run_script
     from cocalc_tasks.api import submit_command as submit_command
     from cocalc_tasks.api import wait_for_job as wait_for_job
+    from cocalc_tasks.api import whoami as whoami
     from cocalc_tasks.client.client import CocalcClient as CocalcClient
     from cocalc_tasks.client.kernel_session import KernelSession as KernelSession
     from cocalc_tasks.errors import CocalcCommandError as CocalcCommandError
@@ -73,6 +76,7 @@ if TYPE_CHECKING:
     from cocalc_tasks.model.command_results import JobStatus as JobStatus
     from cocalc_tasks.model.exec_requests import ExecRequest as ExecRequest
     from cocalc_tasks.model.hashing import compute_hash as compute_hash
+    from cocalc_tasks.model.identity import Whoami as Whoami
     from cocalc_tasks.model.requests import ExecuteRequest as ExecuteRequest
     from cocalc_tasks.model.results import ExecutionResult as ExecutionResult
     from cocalc_tasks.model.results import Image as Image

@@ -17,6 +17,7 @@ from cocalc_tasks.client.client import CocalcClient
 from cocalc_tasks.client.exec_calls import Deadline, OutputCallback
 from cocalc_tasks.model.command_results import CommandResult, Job, JobStatus
 from cocalc_tasks.model.exec_requests import ExecOptions
+from cocalc_tasks.model.identity import Whoami
 from cocalc_tasks.model.requests import ExecuteOptions
 from cocalc_tasks.model.results import ExecutionResult, KernelSpec
 
@@ -28,6 +29,7 @@ __all__ = [
     "run_script",
     "submit_command",
     "wait_for_job",
+    "whoami",
 ]
 
 
@@ -73,6 +75,22 @@ def list_kernels(
     """List the kernels of the global pool, or of ``project_id``."""
     with _client_for(client, api_key, host) as c:
         return c.kernels(project_id)
+
+
+def whoami(
+    *,
+    api_key: str | None = None,
+    host: str | None = None,
+    project_id: str | None = None,
+    client: CocalcClient | None = None,
+) -> Whoami:
+    """What the server takes the key for (an unknown key raises ``CocalcAuthError``).
+
+    >>> whoami(host="http://127.0.0.1:8765", api_key="sk-...").describe()  # doctest: +SKIP
+    'an account key (account 6c1e...), from the api_key argument, accepted by http://...'
+    """
+    with _client_for(client, api_key, host) as c:
+        return c.whoami(project_id)
 
 
 def run_command(

@@ -1,4 +1,5 @@
-"""The ``cocalc-tasks`` command: ``kernels``, ``exec``, ``hash``, ``run``, ``job`` and ``serve``.
+"""The ``cocalc-tasks`` command: ``whoami``, ``kernels``, ``exec``, ``hash``, ``run``, ``job``,
+``notebook`` and ``serve``.
 
 ``run`` and ``job wait`` exit with the remote command's own exit code (124 when CoCalc killed
 it at its timeout, 137 when it was cancelled). Otherwise, exit codes:
@@ -37,6 +38,7 @@ from cocalc_tasks.model.output_items import (
 )
 from cocalc_tasks.model.requests import ExecuteRequest
 from cocalc_tasks.model.results import ExecutionResult
+from cocalc_tasks.model.validation import validate_project_id
 
 __all__ = ["main"]
 
@@ -48,6 +50,13 @@ EXIT_TRANSIENT = 4
 EXIT_CACHE_MISS = 5
 EXIT_COMMAND_TIMEOUT = 124
 EXIT_COMMAND_CANCELLED = 137
+
+#: How errors name the settings given as options.
+_GIVEN_AS = {
+    "api_key": "the --api-key option",
+    "host": "the --host option",
+    "project_id": "the --project-id option",
+}
 
 
 def _add_client_options(parser: argparse.ArgumentParser, *, read_timeout: bool = True) -> None:
@@ -131,7 +140,7 @@ def _add_run_parsers(sub: Any) -> None:
 
 def _add_request_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--kernel", "-k", required=True, help="kernel name, e.g. python3")
-    parser.add_argument("--project-id", help="run in this project (env COCALC_PROJECT_ID)")
+    parser.add_argument("-p", "--project-id", help="run in this project (env COCALC_PROJECT_ID)")
     parser.add_argument("--path", help="working directory relative to the project's home")
     parser.add_argument(
         "--history-file",
@@ -153,7 +162,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", required=True)
 
     kernels = sub.add_parser("kernels", help="list the available kernels")
-    kernels.add_argument("--project-id", help="list the kernels of this project")
+    kernels.add_argument("-p", "--project-id", help="list the kernels of this project")
     kernels.add_argument("--json", action="store_true", help="print the specs as JSON")
     _add_client_options(kernels)
 
@@ -171,6 +180,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_client_options(hsh)
 
     _add_run_parsers(sub)
+
+    who = sub.add_parser(
+        "whoami",
+        help="what the server takes the API key for (an unknown key exits 3)",
+        description="Ask the server what the API key is: an account key, a project key, or "
+        "unknown. CoCalc treats an unknown key as anonymous, so a wrong key would otherwise "
+        "go unnoticed where the global pool serves anyone.",
+    )
+    who.add_argument("-p", "--project-id", help="check a project key against this project")
+    who.add_argument("--json", action="store_true", help="print the answer as JSON")
+    _add_client_options(who)
 
     serve = sub.add_parser(
         "serve",
@@ -207,11 +227,14 @@ def _read_history(path: Path | None) -> list[str] | None:
 def _request(args: argparse.Namespace) -> ExecuteRequest:
     """The one request that ``exec`` sends and ``hash`` digests: its project is the one the
     client sends to (``--project-id``, else ``COCALC_PROJECT_ID``), so the hashes agree."""
+    settings = resolve_settings(project_id=args.project_id, given_as=_GIVEN_AS)
+    if settings.project_id is not None:
+        validate_project_id(settings.project_id, settings.source("project_id"))
     return ExecuteRequest(
         _read_code(args),
         args.kernel,
         history=_read_history(args.history_file),
-        project_id=resolve_settings(project_id=args.project_id).project_id,
+        project_id=settings.project_id,
         path=args.path,
         no_cache=getattr(args, "no_cache", False),
         tag=getattr(args, "tag", None),
@@ -219,7 +242,7 @@ def _request(args: argparse.Namespace) -> ExecuteRequest:
 
 
 def _client(args: argparse.Namespace) -> CocalcClient:
-    kwargs: dict[str, Any] = {"api_key": args.api_key, "host": args.host}
+    kwargs: dict[str, Any] = {"api_key": args.api_key, "host": args.host, "given_as": _GIVEN_AS}
     if getattr(args, "project_id", None):
         kwargs["project_id"] = args.project_id
     if args.command in ("exec", "hash", "kernels") and args.timeout is not None:
@@ -246,6 +269,13 @@ def print_outputs(result: ExecutionResult, out: TextIO, err: TextIO) -> None:
                 err.write((error.traceback or f"{error.ename}: {error.evalue}") + "\n")
     out.flush()
     err.flush()
+
+
+def _cmd_whoami(args: argparse.Namespace) -> int:
+    with _client(args) as client:
+        me = client.whoami()
+    print(json.dumps(me.to_dict(), indent=2) if args.json else me.describe())
+    return EXIT_OK
 
 
 def _cmd_kernels(args: argparse.Namespace) -> int:
@@ -413,6 +443,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         "run": _cmd_run,
         "job": _cmd_job,
         "notebook": _cmd_notebook,
+        "whoami": _cmd_whoami,
     }
     try:
         if args.command == "serve":

@@ -7,7 +7,7 @@ from typing import Literal
 from prefect.blocks.abstract import CredentialsBlock
 from pydantic import Field, SecretStr
 
-from cocalc_tasks import CocalcClient
+from cocalc_tasks import CocalcClient, Whoami
 from cocalc_tasks.client import DEFAULT_HOST, DEFAULT_TIMEOUT
 
 __all__ = ["LOGO_URL", "CocalcCredentials"]
@@ -19,12 +19,16 @@ class CocalcCredentials(CredentialsBlock):
     """Credentials for CoCalc's Jupyter API (cocalc.com or a compatible server).
 
     Example:
-        Load saved credentials and run code:
+        Save credentials for a local server once, check the key, then run code:
         ```python
         from prefect_tasks import CocalcCredentials
-        credentials = CocalcCredentials.load("BLOCK_NAME")
+        CocalcCredentials(
+            api_key="sk-...", host="http://127.0.0.1:8765", project_id=None, api="auto"
+        ).save("local", overwrite=True)
+        credentials = CocalcCredentials.load("local")
+        print(credentials.check().describe())
         with credentials.get_client() as client:
-            print(client.execute("factor(2023)", kernel="sage-10.4").text)
+            print(client.execute("factor(2023)", kernel="sage-9.8").text)
         ```
     """
 
@@ -56,6 +60,8 @@ class CocalcCredentials(CredentialsBlock):
 
     def get_client(self) -> CocalcClient:
         """A new :class:`CocalcClient`; close it (or use ``with``) when done."""
+        name = getattr(self, "_block_document_name", None)
+        block = f"the CocalcCredentials block {name!r}" if name else "the CocalcCredentials block"
         return CocalcClient(
             api_key=self.api_key.get_secret_value() if self.api_key else None,
             host=self.host,
@@ -63,4 +69,12 @@ class CocalcCredentials(CredentialsBlock):
             verify=self.verify,
             timeout=(DEFAULT_TIMEOUT[0], self.timeout),
             api=self.api,
+            given_as={f: f"{block} ({f})" for f in ("api_key", "host", "project_id")},
         )
+
+    def check(self) -> Whoami:
+        """What the server takes the key for: ``check().describe()`` says it in a line. A key
+        the server does not know raises :class:`~cocalc_tasks.errors.CocalcAuthError` (CoCalc
+        would otherwise take it for anonymous, and the global pool would still answer)."""
+        with self.get_client() as client:
+            return client.whoami()

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -48,31 +50,36 @@ def postgres() -> Iterator[PostgresServer]:
         server.stop()
 
 
-def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
-    """No server of the suite, and no kernel of one, outlives the suite.
+#: Marks every process this suite starts (they inherit the environment), so the check below
+#: counts only this suite's: not a user's own server, nor another test run's, beside it.
+SESSION_VARIABLE = "COCALC_TASKS_TEST_SESSION"
+os.environ[SESSION_VARIABLE] = uuid.uuid4().hex
 
-    Every server's kernels name ``<data dir>/.../kernel-*`` on their command line, and the
-    suite's servers keep their data under pytest's temporary directory or in a ``LocalServer``
-    temporary directory, so only those are counted: a user's own server running beside the
-    suite is none of its business."""
+
+def _of_this_suite(pid: int) -> bool:
+    mark = f"{SESSION_VARIABLE}={os.environ[SESSION_VARIABLE]}".encode()
+    try:
+        return mark in Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return False
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """No server of the suite, and no kernel or database of one, outlives the suite.
+
+    Every process the suite starts inherits :data:`SESSION_VARIABLE`, so only those are
+    counted: a user's own server running beside the suite, or another test run, is none of
+    its business."""
     import time
 
-    from cocalc_tasks.server.local_server import DATA_DIR_PREFIX
-    from tests.support.postgres import ROOT_PREFIX
-    from tests.support.procs import cmdline, processes_mentioning
-
-    roots = [
-        str(session.config._tmp_path_factory.getbasetemp()),
-        f"/{DATA_DIR_PREFIX}",
-        f"/{ROOT_PREFIX}",
-    ]
+    from tests.support.procs import processes_mentioning
 
     def left_behind() -> list[int]:
         return [
             pid
             for marker in ("/kernel-", "cocalc_tasks serve", "bin/postgres")
             for pid in processes_mentioning(marker)
-            if any(root in cmdline(pid) for root in roots)
+            if _of_this_suite(pid)
         ]
 
     deadline = time.monotonic() + 10

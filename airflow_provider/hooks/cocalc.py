@@ -117,10 +117,17 @@ class CocalcHook(BaseHook):
         if api not in (None, ""):
             kwargs["api"] = str(api)
         kwargs.update(self._client_kwargs)
+        conn = f"the Airflow connection {self.cocalc_conn_id!r}"
+        given_as = {
+            "api_key": f"{conn} (its password)",
+            "host": f"{conn} (its host and schema; in a URI, the path /http means plain HTTP)",
+            "project_id": f"{conn} (extra project_id)",
+        }
         return CocalcClient(
             api_key=self.connection.password or None,
             host=self.base_url,
             project_id=self.project_id,
+            given_as=given_as,
             **kwargs,
         )
 
@@ -152,16 +159,23 @@ class CocalcHook(BaseHook):
     def list_kernels(self, project_id: str | None = None) -> list[KernelSpec]:
         return self.client.kernels(project_id)
 
+    def whoami(self) -> Any:
+        """What the server takes the connection's key for (:class:`~cocalc_tasks.Whoami`); a
+        key it does not know raises :class:`~cocalc_tasks.errors.CocalcAuthError`."""
+        return self.client.whoami()
+
     def test_connection(self) -> tuple[bool, str]:
-        """List kernels (of the connection's project, which also checks the key)."""
+        """Check the key (``whoami``: CoCalc takes an unknown key for anonymous, and the global
+        pool's kernels need none), then list the kernels."""
         try:
+            me = self.whoami()
             kernels = self.client.kernels()
         except CocalcError as exc:
             return False, str(exc)
         except Exception as exc:  # Airflow shows the message in the UI
             return False, f"{type(exc).__name__}: {exc}"
         where = f"project {self.project_id}" if self.project_id else "the global pool"
-        return True, f"Connected to {self.base_url}: {len(kernels)} kernels in {where}."
+        return True, f"Connected: {me.describe()}; {len(kernels)} kernels in {where}."
 
     # -- connection form (Airflow 3.0/3.1; 3.2+ reads get_provider_info) ------------------------
     @classmethod

@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from types import TracebackType
 from typing import Any, Unpack
 
 import requests
-from urllib3.exceptions import ReadTimeoutError
+from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTimeoutError
 
 from cocalc_tasks.client import routes
 from cocalc_tasks.client.config import DEFAULT_TIMEOUT, Timeout, resolve_settings
@@ -25,15 +25,17 @@ from cocalc_tasks.errors import (
     CocalcAuthError,
     CocalcConnectionError,
     CocalcError,
+    CocalcPermissionError,
     CocalcServerError,
     CocalcTimeoutError,
     CocalcUnsupportedError,
     CocalcValidationError,
     error_from_message,
 )
+from cocalc_tasks.model.identity import Whoami
 from cocalc_tasks.model.requests import ExecuteOptions, ExecuteRequest
 from cocalc_tasks.model.results import ExecutionResult, KernelSpec
-from cocalc_tasks.model.validation import validate_hash, validate_project_id
+from cocalc_tasks.model.validation import validate_hash, validate_host, validate_project_id
 
 __all__ = ["CocalcClient"]
 
@@ -66,6 +68,8 @@ class CocalcClient(ExecCalls):
             certificates, hooks, and adapters mounted on specific prefixes). The client works
             on a copy, so the caller's session is never changed, and mounts its own retrying,
             abortable adapter for ``http://`` and ``https://`` there.
+        given_as: Where the arguments came from, named in errors about them, e.g.
+            ``{"host": "the Airflow connection 'cocalc_default'"}`` (default: the argument).
 
     Example:
         >>> with CocalcClient(host="http://127.0.0.1:8765") as client:  # doctest: +SKIP
@@ -86,14 +90,20 @@ class CocalcClient(ExecCalls):
         retry_deadline: float | None = 60.0,
         session: requests.Session | None = None,
         api: Api = "auto",
+        given_as: Mapping[str, str] | None = None,
     ) -> None:
         if api not in API_CHOICES:
             raise CocalcValidationError(
                 f"api must be one of {', '.join(API_CHOICES)}, got {api!r:.40}"
             )
-        settings = resolve_settings(api_key=api_key, host=host, project_id=project_id)
+        settings = resolve_settings(
+            api_key=api_key, host=host, project_id=project_id, given_as=given_as
+        )
+        #: Where the key, host and project came from, for messages.
+        self.settings = settings
+        validate_host(settings.host, settings.source("host"))
         if settings.project_id is not None:
-            validate_project_id(settings.project_id)
+            validate_project_id(settings.project_id, settings.source("project_id"))
         self.host = settings.host
         self.project_id = settings.project_id
         self.timeout = timeout
@@ -184,6 +194,42 @@ class CocalcClient(ExecCalls):
             path=request.path,
             route=route,
         )
+
+    def whoami(self, project_id: str | None = None) -> Whoami:
+        """What the server takes this client's key for.
+
+        A key the server does not know raises :class:`~cocalc_tasks.errors.CocalcAuthError`,
+        naming where the key came from: CoCalc would otherwise treat it as no key at all, and
+        calls to the global pool would still run. Asks the hub's ``system.test`` (account keys),
+        then the project bridge's ``system.ping`` (project keys, for ``project_id`` or the
+        client's project when one is set); both CoCalc flavours answer them.
+        """
+        source = self.settings.source("api_key")
+        if self._api_key is None:
+            return Whoami("anonymous", self.host)
+        try:
+            reply = self._post(routes.HUB_PATH, {"name": "system.test", "args": [{}]}, None)
+        except CocalcAuthError:
+            pass
+        else:
+            account = reply.get("account_id") if isinstance(reply, dict) else None
+            return Whoami("account", self.host, source, account_id=account)
+        project = project_id if project_id is not None else self.project_id
+        body: dict[str, Any] = {"name": "system.ping", "args": []}
+        if project is not None:
+            body["project_id"] = validate_project_id(project)
+        try:
+            self._post(routes.PROJECT_PATH, body, None)
+        except CocalcPermissionError:
+            raise CocalcPermissionError(
+                f"the API key from {source} is a project key for another project than {project}"
+            ) from None
+        except CocalcAuthError:
+            raise CocalcAuthError(
+                f"{self.host} does not know the API key from {source}: CoCalc treats an "
+                "unknown key as anonymous, so calls to the global pool would still run"
+            ) from None
+        return Whoami("project", self.host, source, project_id=project)
 
     def kernels(self, project_id: str | None = None) -> list[KernelSpec]:
         """The kernels of the global pool, or of ``project_id``."""
@@ -300,8 +346,15 @@ class CocalcClient(ExecCalls):
                 verify=self.verify,
             )
         except requests.exceptions.SSLError as exc:
+            if "WRONG_VERSION_NUMBER" in str(exc) or "wrong version number" in str(exc):
+                plain = "http://" + self.host.removeprefix("https://")
+                raise CocalcValidationError(
+                    f"{self.host} (from {self.settings.source('host')}) speaks plain HTTP, not "
+                    f"TLS: use {plain}"
+                ) from None
             raise CocalcConnectionError(
-                f"TLS error talking to {self.host}: {_first_line(exc)}"
+                f"TLS error talking to {self.host} (from {self.settings.source('host')}): "
+                f"{_first_line(exc)}"
             ) from None
         except requests.exceptions.ConnectTimeout:
             raise CocalcConnectionError(f"timed out connecting to {self.host}") from None
@@ -317,9 +370,7 @@ class CocalcClient(ExecCalls):
                 raise CocalcTimeoutError(
                     f"no answer from {self.host} within the read timeout"
                 ) from None
-            raise CocalcConnectionError(
-                f"could not talk to {self.host}: {_first_line(exc)}"
-            ) from None
+            raise CocalcConnectionError(self._unreachable(exc)) from None
         except (
             requests.exceptions.ChunkedEncodingError,
             requests.exceptions.ContentDecodingError,
@@ -331,6 +382,18 @@ class CocalcClient(ExecCalls):
         except requests.exceptions.RequestException as exc:
             raise CocalcError(f"request to {url} failed: {_first_line(exc)}") from None
         return self._decode(response)
+
+    def _unreachable(self, exc: requests.exceptions.ConnectionError) -> str:
+        """Why nothing answered, in the user's words, not the connection pool's."""
+        where = f"{self.host} (from {self.settings.source('host')})"
+        reason = exc.args[0] if exc.args else exc
+        reason = getattr(reason, "reason", reason)  # urllib3's MaxRetryError wraps it
+        text = str(reason)
+        if isinstance(reason, NewConnectionError) and "refused" in text.lower():
+            return f"nothing is listening at {where}: connection refused"
+        if isinstance(reason, NameResolutionError) or "Name or service not known" in text:
+            return f"the server name of {where} could not be resolved"
+        return f"could not talk to {where}: {_first_line(exc)}"
 
     def _decode(self, response: requests.Response) -> Any:
         """Apply CoCalc's rule: an ``error`` key means failure, whatever the status."""

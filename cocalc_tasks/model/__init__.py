@@ -5,6 +5,7 @@
 - :mod:`~cocalc_tasks.model.results`: ``ExecutionResult`` and ``KernelSpec``;
 - :mod:`~cocalc_tasks.model.output_items`: outputs parsed once into a typed union;
 - :mod:`~cocalc_tasks.model.command_results`: ``CommandResult``, ``Job`` and ``JobStatus``;
+- :mod:`~cocalc_tasks.model.identity`: ``Whoami``, what a server takes a key for;
 - :mod:`~cocalc_tasks.model.notebook_cells`: between CoCalc's outputs and notebook cells;
 - :mod:`~cocalc_tasks.model.errors` and :mod:`~cocalc_tasks.model.messages`: the error
   hierarchy's base, and CoCalc's messages mapped onto it (all listed in :mod:`cocalc_tasks.errors`);
@@ -37,6 +38,7 @@ _EXPORTS = {
     "Image": "cocalc_tasks.model.results",
     "KernelSpec": "cocalc_tasks.model.results",
     "RemoteError": "cocalc_tasks.model.results",
+    "Whoami": "cocalc_tasks.model.identity",
 }
 
 __all__ = sorted(_EXPORTS)
@@ -52,6 +54,7 @@ if TYPE_CHECKING:
     from cocalc_tasks.model.exec_requests import ExecRequest as ExecRequest
     from cocalc_tasks.model.exec_requests import script_request as script_request
     from cocalc_tasks.model.hashing import compute_hash as compute_hash
+    from cocalc_tasks.model.identity import Whoami as Whoami
     from cocalc_tasks.model.requests import ExecuteOptions as ExecuteOptions
     from cocalc_tasks.model.requests import ExecuteRequest as ExecuteRequest
     from cocalc_tasks.model.results import ExecutionResult as ExecutionResult

@@ -68,7 +68,7 @@ def _rebuild(cls: type[CocalcError], args: tuple[Any, ...], state: dict[str, Any
 class CocalcAuthError(CocalcError):
     """The API key is missing, invalid, or not accepted for this request."""
 
-    hint = "check the API key (COCALC_API_KEY) and that it belongs to this server"
+    hint = "check the API key, and that it belongs to this server: cocalc-tasks whoami tells"
 
 
 class CocalcPermissionError(CocalcAuthError):
@@ -141,7 +141,6 @@ class CocalcConnectionError(CocalcError):
     """The server could not be reached."""
 
     transient = True
-    hint = "check COCALC_HOST and the network"
 
 
 class CocalcServerError(CocalcError):
