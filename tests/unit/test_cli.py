@@ -186,4 +186,4 @@ def test_connection_failure_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
     from tests.support.flaky_server import closed_port
 
     code, _, err = run(capsys, "kernels", "--host", f"http://127.0.0.1:{closed_port()}")
-    assert code == 4 and "could not talk to" in err
+    assert code == 4 and "nothing is listening at" in err

@@ -96,7 +96,7 @@ def test_transient_flag(error: CocalcError, transient: bool) -> None:
 
 
 def test_every_error_says_what_to_do() -> None:
-    assert "COCALC_API_KEY" in str(CocalcAuthError("bad key"))
+    assert "cocalc-tasks whoami" in str(CocalcAuthError("bad key"))  # how to check a key
     assert "project" in str(CocalcQuotaError("quota"))
 
 

@@ -58,6 +58,8 @@ PUBLIC: dict[str, tuple[str, ...]] = {
         "run_script",
         "submit_command",
         "wait_for_job",
+        "Whoami",
+        "whoami",
     ),
     "cocalc_tasks.errors": (
         "CocalcError",
