@@ -381,6 +381,18 @@ def _parameter_value(text: str) -> Any:
         return text
 
 
+def _show_progress(done: int, of: int) -> None:
+    """A bar on a terminal; a line per cell in a log."""
+    if sys.stderr.isatty():
+        width = 30
+        filled = width * done // max(of, 1)
+        end = "\n" if done >= of else ""
+        sys.stderr.write(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{of} cells{end}")
+    else:
+        sys.stderr.write(f"cell {done} of {of} done\n")
+    sys.stderr.flush()
+
+
 def _cmd_notebook(args: argparse.Namespace) -> int:
     from cocalc_tasks.notebooks.run import run_notebook
 
@@ -397,6 +409,7 @@ def _cmd_notebook(args: argparse.Namespace) -> int:
                 timeout=args.timeout,
                 client=client,
                 on_output=None if args.json else lambda stream, text: _write("stderr", text),
+                on_progress=None if args.json else _show_progress,
             )
         except CocalcNotebookError as exc:
             if args.json and exc.result is not None:

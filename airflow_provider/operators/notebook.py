@@ -155,10 +155,12 @@ class CocalcNotebookOperator(BaseOperator):
                     method_name="execute_complete",
                     kwargs={"run": run.to_dict()},
                 )
+            from cocalc_tasks.notebooks.progress import runner_output
+
             lines = OutputLines.to_logger(self.log)
             finished = hook.client.wait(
                 run.job,
-                on_output=lines.feed,
+                on_output=runner_output(lines.feed, None),  # progress lines; no protocol
                 poll_interval=self.poll_interval,
                 deadline=deadline - time.time(),
             )

@@ -41,6 +41,7 @@ from cocalc_tasks.model.notebook_cells import cocalc_outputs
 from cocalc_tasks.model.output_items import RichOutput, Stream
 from cocalc_tasks.model.results import ExecutionResult, RemoteError
 from cocalc_tasks.notebooks import runner as notebook_runner
+from cocalc_tasks.notebooks.progress import runner_output
 from cocalc_tasks.notebooks.transfer import download, upload
 
 __all__ = [
@@ -226,6 +227,16 @@ class NotebookRun:
             )
         if status.get("setup"):
             self._clean(client)
+            if status.get("missing"):
+                base = (
+                    f"{self.path!r} in the project's home (the path argument)"
+                    if self.path
+                    else "the project's home"
+                )
+                raise CocalcValidationError(
+                    f"no notebook {status['missing']!r} in project {self.project_id}: "
+                    f"'{PROJECT_PREFIX}' paths are relative to {base}"
+                )
             if status.get("ename") == "LookupError":
                 raise CocalcUnknownKernelError(str(status.get("evalue")))
             raise CocalcNotebookError(
@@ -387,6 +398,7 @@ def run_notebook(
     api_key: str | None = None,
     host: str | None = None,
     on_output: Callable[[str, str], None] | None = None,
+    on_progress: Callable[[int, int], None] | None = None,
 ) -> NotebookResult:
     """Run a notebook in a CoCalc project, papermill-style, and return it executed.
 
@@ -401,7 +413,9 @@ def run_notebook(
         path: the working directory in the project (default its home).
         output: where to save the executed notebook: a local path or an fsspec URL.
         timeout: seconds the whole run may take (default one hour); no per-cell limit.
-        on_output: called with ``(stream, text)`` as the job prints (one line per cell).
+        on_output: called with ``(stream, text)`` for what the job prints besides its
+            progress (a kernel's own stderr, say).
+        on_progress: called with ``(code cells done, code cells in all)`` after each cell.
     """
     owned = client is None
     client = client if client is not None else CocalcClient(api_key=api_key, host=host)
@@ -417,7 +431,8 @@ def run_notebook(
             output=output,
             timeout=timeout,
         )
-        finished = client.wait(run.job, on_output=on_output, poll_interval=0.5)
+        shown = runner_output(on_output, on_progress)
+        finished = client.wait(run.job, on_output=shown, poll_interval=0.5)
         result = run.collect(client, finished)
         log.info("notebook ran in %.1f s (job %s)", time.monotonic() - started, run.job_id)
         return result

@@ -9,14 +9,19 @@ parameter rendering, so there is one implementation of each.
 kernel (optional), the parameters and the expected SHA-256 of the input. It:
 
 1. checks the input's digest (the upload arrived whole);
-2. picks the kernel: the one asked for, else the notebook's kernelspec; a name the project does
-   not have is looked up in ``COCALC_TASKS_KERNEL_ALIASES`` (the local server's aliases);
+2. picks the kernel: the one asked for, else the notebook's kernelspec, among the project's
+   kernelspecs and those in ``COCALC_TASKS_KERNEL_DIRS`` (the local server's own, such as its
+   bundled bash); a name the project does not have is looked up in
+   ``COCALC_TASKS_KERNEL_ALIASES`` (the local server's aliases);
 3. injects the parameters papermill's way: an ``injected-parameters`` cell right after the cell
    tagged ``parameters``, or first when there is none, written in the kernel's language;
 4. runs every cell with nbclient, without a per-cell limit (the job's timeout bounds the run),
-   printing one line per finished cell;
+   printing ``cell k of n done`` after each code cell (code cells only, counted from 1), and
+   shuts the kernel down before it exits;
 5. writes the executed notebook, cut after the failing cell if one fails, and prints a last
    line ``COCALC-NOTEBOOK {json}`` with the outcome and the output's size and digest.
+
+``run_notebook`` turns the progress lines into ``on_progress`` calls and hides the status line.
 """
 
 from __future__ import annotations
@@ -34,7 +39,10 @@ import time
 from typing import Any
 
 STATUS_PREFIX = "COCALC-NOTEBOOK "
+#: After each code cell, a line a person can read in any log: ``cell 2 of 5 done``.
+PROGRESS_LINE = "cell {done} of {of} done"
 ALIASES_ENV = "COCALC_TASKS_KERNEL_ALIASES"
+KERNEL_DIRS_ENV = "COCALC_TASKS_KERNEL_DIRS"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 
 
@@ -146,11 +154,14 @@ def _digest(path: str) -> str:
         return hashlib.sha256(handle.read()).hexdigest()
 
 
-def _kernel(nb: Any, asked: str | None) -> tuple[str, str]:
-    """The kernelspec to run and its language."""
+def _kernel(nb: Any, asked: str | None) -> tuple[str, str, Any]:
+    """The kernelspec to run, its language, and the spec manager that knows it."""
     from jupyter_client.kernelspec import KernelSpecManager
 
     manager = KernelSpecManager()
+    for directory in json.loads(os.environ.get(KERNEL_DIRS_ENV) or "[]"):
+        if directory not in manager.kernel_dirs:
+            manager.kernel_dirs.append(directory)
     specs = manager.find_kernel_specs()
     wanted = asked or nb.metadata.get("kernelspec", {}).get("name") or "python3"
     name = wanted
@@ -164,7 +175,11 @@ def _kernel(nb: Any, asked: str | None) -> tuple[str, str]:
     language = manager.get_kernel_spec(name).language or "python"
     if name.startswith("sage") or "sage" in language.lower():
         language = "sage"
-    return name, language
+    return name, language, manager
+
+
+class MissingNotebook(FileNotFoundError):
+    """The notebook named in the project is not there."""
 
 
 def run(spec: dict[str, Any]) -> dict[str, Any]:
@@ -173,21 +188,26 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from nbclient.exceptions import CellExecutionError
 
     source, output = spec["input"], spec["output"]
+    if not os.path.isfile(source):
+        raise MissingNotebook(source)
     if spec.get("sha256") and _digest(source) != spec["sha256"]:
         raise ValueError("the uploaded notebook does not match its digest: upload again")
     nb = nbformat.read(source, as_version=4)
-    kernel, language = _kernel(nb, spec.get("kernel"))
+    kernel, language, specs = _kernel(nb, spec.get("kernel"))
     if spec.get("parameters") is not None:
         inject_parameters(nb, spec["parameters"], language)
     nb.metadata.setdefault("kernelspec", {})["name"] = kernel
     failed: dict[str, Any] = {}
+    code_cells = sum(1 for cell in nb.cells if cell.cell_type == "code")
+    done = [0]
 
     def on_error(cell: Any, cell_index: int, execute_reply: Any) -> None:
         failed.setdefault("cell", cell_index)
 
     def on_done(cell: Any, cell_index: int, execute_reply: Any) -> None:
         if cell.cell_type == "code":
-            print(f"cell {cell_index + 1}/{len(nb.cells)} done", flush=True)
+            done[0] += 1
+            print(PROGRESS_LINE.format(done=done[0], of=code_cells), flush=True)
 
     timeout = spec.get("cell_timeout")
     # The kernel talks over Unix sockets in a private folder (short enough for their 107-byte
@@ -195,7 +215,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     from jupyter_client.manager import KernelManager
 
     sockets = tempfile.mkdtemp(prefix="nb-kernel-")
-    manager = KernelManager(kernel_name=kernel, transport="ipc", ip=os.path.join(sockets, "k"))
+    manager = KernelManager(
+        kernel_name=kernel,
+        kernel_spec_manager=specs,
+        transport="ipc",
+        ip=os.path.join(sockets, "k"),
+    )
     client = NotebookClient(
         nb,
         km=manager,
@@ -217,6 +242,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         if index is not None:
             nb.cells = nb.cells[: index + 1]  # the notebook ends at the failing cell
     finally:
+        # nbclient leaves a kernel it did not start to its owner: stop it here, or it outlives
+        # this script and says "Parent appears to have exited" on the job's stderr.
+        if manager.has_kernel:
+            manager.shutdown_kernel(now=False)
         shutil.rmtree(sockets, ignore_errors=True)
     outcome["seconds"] = time.monotonic() - started
     nbformat.write(nb, output)
@@ -231,6 +260,8 @@ def main(argv: list[str]) -> int:
     except Exception as exc:  # reported to the caller as a status line, not a bare traceback
         outcome = {"ok": False, "cell": None, "ename": type(exc).__name__, "evalue": str(exc)}
         outcome["setup"] = True
+        if isinstance(exc, MissingNotebook):
+            outcome.update(ename="FileNotFoundError", missing=str(exc))
     print(STATUS_PREFIX + json.dumps(outcome), flush=True)
     return 0 if outcome.get("ok") else 1
 

@@ -13,7 +13,7 @@ import base64
 import hashlib
 
 from cocalc_tasks.client.client import CocalcClient
-from cocalc_tasks.errors import CocalcServerError
+from cocalc_tasks.errors import CocalcError, CocalcServerError, CocalcValidationError
 
 __all__ = ["download", "upload"]
 
@@ -42,13 +42,30 @@ def upload(
     SHA-256, which the reader checks."""
     pieces = [data[i : i + UPLOAD_PIECE] for i in range(0, len(data), UPLOAD_PIECE)] or [b""]
     for number, piece in enumerate(pieces):
-        client.exec(
-            "python3",
-            ["-c", _APPEND, remote, base64.b64encode(piece).decode(), "1" if number == 0 else "0"],
-            project_id=project_id,
-            path=path,
-            timeout=60,
-        )
+        try:
+            client.exec(
+                "python3",
+                [
+                    "-c",
+                    _APPEND,
+                    remote,
+                    base64.b64encode(piece).decode(),
+                    "1" if number == 0 else "0",
+                ],
+                project_id=project_id,
+                path=path,
+                timeout=60,
+            )
+        except CocalcError as exc:
+            # CoCalc's message repeats the whole command (the file, base64-encoded) before
+            # the reason: keep the reason.
+            reason = str(exc).rsplit(" -- ", 1)[-1]
+            if reason.startswith("invalid exec request: "):
+                raise CocalcValidationError(
+                    f"could not write {remote!r} in project {project_id}: "
+                    f"{reason.removeprefix('invalid exec request: ')}"
+                ) from None
+            raise
     return hashlib.sha256(data).hexdigest()
 
 

@@ -26,6 +26,7 @@ def test_a_parameterised_report_with_a_plot_and_a_40_s_cell(
     source = tmp_path / "report.ipynb"
     nbformat.write(report(40), source)
     lines: list[str] = []
+    steps: list[tuple[int, int]] = []
     out = tmp_path / "out" / "report-run.ipynb"
     result = run_notebook(
         str(source),
@@ -33,6 +34,7 @@ def test_a_parameterised_report_with_a_plot_and_a_40_s_cell(
         output=str(out),
         client=client,
         on_output=lambda stream, text: lines.append(text),
+        on_progress=lambda done, of: steps.append((done, of)),
     )
     saved = nbformat.read(out, as_version=4)
     nbformat.validate(saved)
@@ -46,7 +48,8 @@ def test_a_parameterised_report_with_a_plot_and_a_40_s_cell(
     assert result.cells[4].result.stdout == "slept 40 s\n"  # past any Jupyter cell limit
     assert result.cells[5].result.stdout == "weekly: 45\n"
     assert result.elapsed is not None and result.elapsed >= 40
-    assert "".join(lines).count("done") == 6  # one line per cell, as it finished
+    assert steps == [(n, 6) for n in range(1, 7)]  # one step per cell, as it finished
+    assert "COCALC-NOTEBOOK" not in "".join(lines)  # the runner's protocol is not output
     summary = result.to_dict()
     assert summary["results"] == {"total": 45} and summary["cells"] == 6
     json.dumps(summary)  # what XCom gets is JSON

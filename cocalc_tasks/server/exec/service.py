@@ -34,13 +34,14 @@ import os
 import sys
 import time
 import uuid
-from collections.abc import Coroutine, Mapping
+from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
 import psutil
 
 from cocalc_tasks.notebooks.runner import ALIASES_ENV as KERNEL_ALIASES_ENV
+from cocalc_tasks.notebooks.runner import KERNEL_DIRS_ENV
 from cocalc_tasks.server.api_error import ApiError
 from cocalc_tasks.server.auth import Identity
 from cocalc_tasks.server.exec.commands import CommandSpec, RunningCommand, build_spec
@@ -124,6 +125,7 @@ class ExecService:
         sandbox: Sandbox | None = None,
         registry: ReplicaRegistry | None = None,
         exclusive: bool = True,
+        kernel_dirs: Sequence[str] = (),
     ) -> None:
         """``exclusive``: no other server uses ``store`` (SQLite in this server's locked data
         directory), so every job found running at start was this server's."""
@@ -148,6 +150,9 @@ class ExecService:
         # The server's kernel aliases, for programs that start kernels themselves (the notebook
         # runner, cocalc_tasks/notebooks/runner.py): sage-9.8 means what it means to /execute.
         self._base_env[KERNEL_ALIASES_ENV] = json.dumps(dict(settings.kernel_aliases))
+        # ...and its kernelspec folders (its bundled bash among them): every kernel a project
+        # lists runs notebooks too.
+        self._base_env[KERNEL_DIRS_ENV] = json.dumps(list(kernel_dirs))
         # Programs of the server's own environment (python3, sage, jupyter) come first, as a
         # CoCalc project's software stack does.
         bindir = str(Path(sys.executable).parent)

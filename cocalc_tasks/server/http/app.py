@@ -254,6 +254,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             sandbox=sandbox,
             registry=storage.replicas,
             exclusive=storage.db.engine == "sqlite",
+            kernel_dirs=catalog.kernel_dirs_for(sandbox.tools),
         )
         execs.recover()
         state["service"] = service = ExecutionService(settings, catalog, pools, storage, sandbox)

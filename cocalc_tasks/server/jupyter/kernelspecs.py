@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import importlib.util
 import logging
+import shutil
 from collections.abc import Mapping
 from dataclasses import dataclass
 from importlib.metadata import entry_points
@@ -100,6 +101,19 @@ class KernelCatalog:
                 f"{sorted([*self._specs, *self.aliases])}"
             )
         return ResolvedKernel(spec_name, str(info["spec"].get("language", "")))
+
+    def kernel_dirs_for(self, tools: Path) -> list[str]:
+        """The kernelspec folders, as programs in a project see them (the notebook runner):
+        the bundled specs, which live in the package, are copied into ``tools`` (the folder
+        every sandbox sees), and the rest are where they are."""
+        dirs = []
+        for directory in self.manager.kernel_dirs:
+            if Path(directory) == _BUNDLED:
+                copy = tools / "kernels"
+                shutil.copytree(_BUNDLED, copy, dirs_exist_ok=True)
+                directory = str(copy)
+            dirs.append(str(directory))
+        return dirs
 
     def language(self, spec_name: str) -> str:
         """The spec's language, from the cached listing (no disk read)."""
