@@ -48,6 +48,13 @@ def read_code_file(operator: BaseOperator, code_file: str) -> str:
     return path.read_text(encoding="utf-8")
 
 
+def open_links(context: Context, *keys: str) -> None:
+    """Push every link's key empty, first thing: a link is read when the task ends, failed or
+    not, and a key never pushed makes Airflow log ``XCom not found`` after the real error."""
+    for key in keys or (PROJECT_URL_KEY,):
+        context["ti"].xcom_push(key=key, value="")
+
+
 def project_url(hook: CocalcHook, project_id: str | None) -> str:
     """The project's page on the server (empty without a project)."""
     return f"{hook.base_url}/projects/{project_id}" if project_id else ""
@@ -148,6 +155,7 @@ class CocalcExecuteOperator(BaseOperator):
     def execute(self, context: Context) -> dict[str, Any]:
         from cocalc_tasks.model import ExecuteRequest
 
+        open_links(context)
         hook = self.hook
         project_id = self.project_id or hook.project_id
         try:

@@ -186,6 +186,11 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
 
     # -- the steps: submit, or re-attach (ResumableJobMixin drives these) ----------------------
     def execute(self, context: Context) -> Any:
+        try:  # the link first (a retry that re-attaches submits nothing to push it later)
+            url = project_url(self.hook, self.project_id or self.hook.project_id)
+        except Exception:  # a broken connection fails below, with its own message
+            url = ""
+        context["ti"].xcom_push(key=PROJECT_URL_KEY, value=url)
         try:
             return self.execute_resumable(context)
         except CocalcError as exc:

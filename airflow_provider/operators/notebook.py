@@ -22,7 +22,7 @@ from airflow.providers.common.compat.sdk import (
 )
 
 from airflow_provider.hooks.cocalc import CocalcHook
-from airflow_provider.operators.cocalc import PROJECT_URL_KEY, fail, project_url
+from airflow_provider.operators.cocalc import PROJECT_URL_KEY, fail, open_links, project_url
 from airflow_provider.operators.job import DEADLINE_MARGIN, raise_for_event
 from cocalc_tasks.errors import CocalcError, CocalcNotebookError
 
@@ -123,6 +123,7 @@ class CocalcNotebookOperator(BaseOperator):
         from cocalc_tasks.notebooks import submit_notebook
         from cocalc_tasks.reporting import OutputLines
 
+        open_links(context, PROJECT_URL_KEY, NOTEBOOK_URL_KEY)
         hook = CocalcHook(self.cocalc_conn_id)
         try:
             run = self._run = submit_notebook(
@@ -137,8 +138,6 @@ class CocalcNotebookOperator(BaseOperator):
             )
             context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
             context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())
-            # The link reads this key: empty until the notebook is saved at an http(s) URL.
-            context["ti"].xcom_push(key=NOTEBOOK_URL_KEY, value="")
             self.log.info("notebook job %s started", run.job_id)
             deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
             if self.deferrable:
