@@ -18,7 +18,7 @@ export UV_PYTHON := $(PYTHON)
 SYNC := $(UV) sync --locked --quiet
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
-.PHONY: help env airflow-env airflow-oldest-env prefect-env sage-env demo test test-core test-airflow test-prefect \
+.PHONY: help env airflow-env airflow-oldest-env prefect-env sage-env serve-sage demo test test-core test-airflow test-prefect \
         test-sage test-docs docs lint bench soak clean bwrap postgres nginx
 
 help:
@@ -26,6 +26,7 @@ help:
 	@echo "make test   run the whole test suite (core, server, reliability, Sage, Airflow, Prefect)"
 	@echo "make lint   ruff + mypy --strict (part of make test);  make bench   benchmarks -> bench/results.md"
 	@echo "make docs   the documentation site -> site/index.html (part of make test)"
+	@echo "make serve-sage   the local server with SageMath on port 8765 (PORT=...)"
 
 .tools/bin/uv:
 	$(PYTHON) -m venv .tools
@@ -45,6 +46,12 @@ prefect-env: $(UV)
 
 sage-env: $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv-sage $(SYNC) --extra sage --extra server --group dev
+
+# The local server with SageMath: python3, bash and sagemath, which also answers to cocalc.com's
+# sage-9.8 and sage-10.4. PORT=8765 by default.
+PORT ?= 8765
+serve-sage: sage-env bwrap
+	.venv-sage/bin/cocalc-tasks serve --port $(PORT) --kernels python3,sagemath
 
 demo: env airflow-env prefect-env sage-env
 	.venv/bin/python -m demo

@@ -85,6 +85,7 @@ def serve(settings: ServerSettings) -> int:
     sock.listen(128)
     shown = f"[{host}]" if family == socket.AF_INET6 else host
     print(f"cocalc-tasks server listening on http://{shown}:{port}", flush=True)
+    print(app.state.banner, flush=True)
     config = uvicorn.Config(
         app,
         log_level="warning",

@@ -11,7 +11,7 @@ import pytest
 from tests.airflow.conftest import dagbag
 from tests.airflow.test_guide import LOCAL_BUNDLE
 
-DAG_FILE = '''
+DAG_FILE = """
 from datetime import datetime
 
 from airflow.sdk import DAG
@@ -32,7 +32,7 @@ with DAG("failing_steps", start_date=datetime(2026, 1, 1), schedule=None, catchu
         project_id="6e75dbf1-0342-4249-9dce-6b21648656e9",
         deferrable=False,
     )
-'''
+"""
 
 
 def test_failed_tasks_log_no_missing_xcom(

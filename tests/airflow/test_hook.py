@@ -141,15 +141,27 @@ def test_test_connection(monkeypatch: pytest.MonkeyPatch) -> None:
         },
     )
     with requests_mock.Mocker() as m:
+        m.post("http://h/api/conat/hub", json={"account_id": "a1", "server_time": 1})
         m.post("http://h/api/v2/jupyter/kernels", json=load_fixture("kernels_success.json"))
         ok, message = CocalcHook().test_connection()
-        assert ok and "3 kernels in project" in message
-        m.post(
-            "http://h/api/v2/jupyter/kernels", json=load_fixture("error_not_signed_in_project.json")
-        )
+        assert ok and "an account key (account a1)" in message
+        assert "3 kernels in project" in message
+        m.post("http://h/api/conat/hub", json={"error": "must be signed in and MUST provide..."})
+        m.post("http://h/api/conat/project", json={"error": "must sign in as project or account"})
         ok, message = CocalcHook().test_connection()
-    assert not ok and "account_id must be specified" in message
+    assert not ok
+    assert "does not know the API key from the Airflow connection 'cocalc_default'" in message
     assert "sk-wrong1" not in message
+
+
+def test_test_connection_fails_for_an_unknown_key_without_a_project(
+    monkeypatch: pytest.MonkeyPatch, cocalc_conn: str
+) -> None:
+    """The global pool lists its kernels to anyone: listing them proved nothing of the key."""
+    set_conn(monkeypatch, {"conn_type": "cocalc", "host": cocalc_conn, "password": "sk-typo"})
+    ok, message = CocalcHook().test_connection()
+    assert not ok and f"{cocalc_conn} does not know the API key" in message
+    assert "sk-typo" not in message
 
 
 def test_test_connection_against_the_local_server(cocalc_conn: str) -> None:

@@ -73,3 +73,16 @@ def test_block_register_cli() -> None:
     assert done.returncode == 0, done.stdout + done.stderr
     # CocalcCredentials and CocalcJob
     assert "Successfully registered 2 blocks" in done.stdout
+
+
+def test_check_tells_a_known_key_from_an_unknown_one(local_server: str) -> None:
+    from cocalc_tasks import CocalcAuthError
+
+    good = CocalcCredentials(api_key=SECRET_KEY, host=local_server)
+    me = good.check()
+    assert me.kind == "account" and me.host == local_server
+    assert "from the CocalcCredentials block (api_key)" in me.describe()
+    with pytest.raises(CocalcAuthError, match="does not know the API key") as info:
+        CocalcCredentials(api_key="sk-typo", host=local_server).check()
+    assert "sk-typo" not in str(info.value)
+    assert CocalcCredentials(host=local_server).check().kind == "anonymous"

@@ -115,6 +115,17 @@ def test_nothing_written_to_home(client: CocalcClient, home: Path) -> None:
     assert [p.name for p in home.iterdir()] == [".marker"]
 
 
+def test_cocalcs_sage_names_are_served_without_any_alias_option(tmp_path: Path) -> None:
+    with (
+        LocalServer(data_dir=tmp_path, args=["--kernels", "python3", "--pool-size", "0"]) as srv,
+        CocalcClient(host=srv.url, timeout=(5, 120)) as c,
+    ):
+        listed = {spec.name: spec for spec in c.kernels()}
+        for name in ("sage-9.8", "sage-10.4"):
+            assert (listed[name].metadata or {}).get("alias_of") == "sagemath"
+        assert c.execute("factor(2023)", "sage-9.8").text == "7 * 17^2"
+
+
 def test_unknown_alias_target_is_a_startup_error(tmp_path: Path) -> None:
     done = subprocess.run(
         [

@@ -6,6 +6,9 @@ from __future__ import annotations
 
 import json
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 
@@ -114,3 +117,37 @@ def test_dash_p_works_everywhere_and_a_bad_project_names_its_source(
     assert code == 2
     assert "project_id is not a valid UUID: 'nope' (from COCALC_PROJECT_ID)" in err
     assert "the UUID in its URL on CoCalc" in err and "any UUID names a project" in err
+
+
+# -- the server ------------------------------------------------------------------------------
+def test_serve_prints_what_it_serves_to_whom_and_how(tmp_path: Path) -> None:
+    command = [
+        sys.executable, "-m", "cocalc_tasks", "serve", "--port", "0", "--pool-size", "0",
+        "--data-dir", str(tmp_path), "--project-key", f"{PROJECT_KEY}={PROJECT_ID}",
+        "--kernel-alias", "py=python3",
+    ]  # fmt: skip
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True)
+    try:
+        assert process.stdout is not None
+        lines = [process.stdout.readline() for _ in range(7)]
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+    assert lines[0].startswith("cocalc-tasks server listening on http://127.0.0.1:")
+    shown = dict(line.strip().split(":", 1) for line in lines[1:])
+    assert [*shown] == ["kernels", "keys", "anonymous", "sandbox", "database", "data"]
+    assert "python3 (also py)" in shown["kernels"] and "bash" in shown["kernels"]
+    assert "0 account key(s), 1 project key(s)" in shown["keys"]
+    assert shown["anonymous"].strip().startswith("allowed")
+    assert shown["sandbox"].strip().startswith("bwrap: each project in its own sandbox")
+    assert shown["database"].strip() == f"SQLite, {tmp_path / 'state.sqlite3'}"
+    assert PROJECT_KEY not in "".join(lines)
+
+
+def test_a_sage_name_without_sage_says_how_to_get_it(
+    server: LocalServer, capsys: pytest.CaptureFixture[str]
+) -> None:
+    code, _, err = run(capsys, "exec", "--host", server.url, "-k", "sage-9.8", "factor(2023)")
+    assert code == 3
+    assert "SageMath is not installed where this server runs" in err
+    assert "make sage-env" in err and "make serve-sage" in err

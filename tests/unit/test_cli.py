@@ -187,3 +187,25 @@ def test_connection_failure_exits_4(capsys: pytest.CaptureFixture[str]) -> None:
 
     code, _, err = run(capsys, "kernels", "--host", f"http://127.0.0.1:{closed_port()}")
     assert code == 4 and "nothing is listening at" in err
+
+
+def test_the_readme_and_the_guide_list_the_clis_exit_codes() -> None:
+    """The tables name exactly the codes the CLI has; tests/server/test_first_hour.py shows
+    the mistakes each row names ending with that code."""
+    import re
+
+    from cocalc_tasks import cli
+    from tests.conftest import ROOT
+
+    codes = {value for name, value in vars(cli).items() if name.startswith("EXIT_")}
+    for page in ("README.md", "docs/guides/cli.md"):
+        text = (ROOT / page).read_text(encoding="utf-8")
+        rows = re.findall(r"^\| ([0-9][0-9, ]*|the command's own) \| (.+) \|$", text, re.M)
+        shown = {int(c) for row, _ in rows for c in re.findall(r"\d+", row)}
+        shown |= {
+            int(c)
+            for row, meaning in rows
+            if not row[0].isdigit()
+            for c in re.findall(r"\b1\d\d\b", meaning)
+        }
+        assert shown == codes, page

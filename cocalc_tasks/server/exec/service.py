@@ -126,6 +126,7 @@ class ExecService:
         registry: ReplicaRegistry | None = None,
         exclusive: bool = True,
         kernel_dirs: Sequence[str] = (),
+        kernel_aliases: Mapping[str, str] | None = None,
     ) -> None:
         """``exclusive``: no other server uses ``store`` (SQLite in this server's locked data
         directory), so every job found running at start was this server's."""
@@ -149,7 +150,8 @@ class ExecService:
         self._base_env = {k: v for k, v in base_env.items() if k not in _DROPPED_ENV}
         # The server's kernel aliases, for programs that start kernels themselves (the notebook
         # runner, cocalc_tasks/notebooks/runner.py): sage-9.8 means what it means to /execute.
-        self._base_env[KERNEL_ALIASES_ENV] = json.dumps(dict(settings.kernel_aliases))
+        aliases = settings.kernel_aliases if kernel_aliases is None else kernel_aliases
+        self._base_env[KERNEL_ALIASES_ENV] = json.dumps(dict(aliases))
         # ...and its kernelspec folders (its bundled bash among them): every kernel a project
         # lists runs notebooks too.
         self._base_env[KERNEL_DIRS_ENV] = json.dumps(list(kernel_dirs))

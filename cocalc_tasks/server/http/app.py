@@ -255,6 +255,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             registry=storage.replicas,
             exclusive=storage.db.engine == "sqlite",
             kernel_dirs=catalog.kernel_dirs_for(sandbox.tools),
+            kernel_aliases=catalog.aliases,
         )
         execs.recover()
         state["service"] = service = ExecutionService(settings, catalog, pools, storage, sandbox)
@@ -279,6 +280,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
             storage.close()
 
     app = FastAPI(title="cocalc-tasks local CoCalc server", lifespan=lifespan)
+    database = f"{'SQLite' if storage.db.engine == 'sqlite' else 'PostgreSQL'}, {storage.db.where}"
+    app.state.banner = banner(settings, catalog, sandbox, database)
 
     def service() -> ExecutionService:
         result: ExecutionService = state["service"]
@@ -409,6 +412,43 @@ async def _close_idle_areas(pools: KernelPools, sandbox: Sandbox, idle: float) -
             continue
         if closed:
             log.info("stopped the kernels of %d idle project(s)", len(closed))
+
+
+def banner(settings: ServerSettings, catalog: KernelCatalog, sandbox: Sandbox, db: str) -> str:
+    """What ``serve`` prints under its ``listening on`` line: what it serves, to whom, how."""
+    aliases: dict[str, list[str]] = {}
+    for alias, target in sorted(catalog.aliases.items()):
+        aliases.setdefault(target, []).append(alias)
+    names = [
+        f"{name} (also {', '.join(aliases[name])})" if name in aliases else name
+        for name in sorted({e["name"] for e in catalog.listing()} - set(catalog.aliases))
+    ]
+    anonymous = (
+        "allowed: calls without a key (or with a key this server does not know) run in the "
+        "global pool; --no-anonymous requires a key"
+        if settings.allow_anonymous
+        else "refused: every call needs a known key"
+    )
+    keys = f"{len(settings.api_keys)} account key(s), {len(settings.project_keys)} project key(s)"
+    if sandbox.enabled:
+        iso = sandbox.isolation
+        user = "its own uid" if sandbox.users.switch else "the server's uid"
+        caps = "cgroups" if sandbox.cgroups is not None else "RLIMIT_NPROC, memory per process"
+        mode = (
+            f"bwrap: each project in its own sandbox, as {user}, network {iso.network}, "
+            f"caps {iso.caps} ({caps})"
+        )
+    else:
+        mode = "none: projects are NOT isolated from each other or from the server"
+    rows = [
+        ("kernels", ", ".join(names) or "none"),
+        ("keys", keys),
+        ("anonymous", anonymous),
+        ("sandbox", mode),
+        ("database", db),
+        ("data", str(settings.data_dir)),
+    ]
+    return "\n".join(f"  {label + ':':<11}{value}" for label, value in rows)
 
 
 def isolation(settings: ServerSettings) -> Isolation:

@@ -5,7 +5,8 @@ bash_kernel is importable but its spec was never installed, so ``pip install
 cocalc-tasks[server]`` is enough for both python3 and bash.
 
 Aliases serve a spec under another name, so code written for cocalc.com names (``sage-10.4``,
-``sage-9.8``) runs unchanged. The caller's name is what the cache hash uses.
+``sage-9.8``) runs unchanged; both are served by default wherever passagemath's ``sagemath``
+kernel is installed. The caller's name is what the cache hash uses.
 """
 
 from __future__ import annotations
@@ -27,6 +28,20 @@ __all__ = ["KernelCatalog", "UnknownKernel"]
 
 _BUNDLED = Path(__file__).with_name("bundled_kernelspecs")
 log = logging.getLogger("cocalc_tasks.server.jupyter.kernelspecs")
+
+
+#: The Sage kernelspec (passagemath's), and the cocalc.com names served as aliases of it.
+SAGE_SPEC = "sagemath"
+SAGE_ALIASES = ("sage-9.8", "sage-10.4")
+SAGE_MISSING = (
+    ". SageMath is not installed where this server runs: in a clone, `make sage-env` and then "
+    "`make serve-sage`; elsewhere, pip install 'cocalc-tasks[sage,server]' into the server's "
+    "environment"
+)
+
+
+def _is_sage_name(name: str) -> bool:
+    return name.lower().startswith("sage")
 
 
 class UnknownKernel(LookupError):
@@ -82,7 +97,13 @@ class KernelCatalog:
                 raise UnknownKernel(
                     f"kernel alias {alias}={target}: no kernelspec named {target!r} "
                     f"(installed: {', '.join(sorted(self._specs)) or 'none'})"
+                    + (SAGE_MISSING if _is_sage_name(target) else "")
                 )
+        # cocalc.com's Sage names, wherever a Sage kernel is installed (unless configured).
+        if SAGE_SPEC in self._specs:
+            for alias in SAGE_ALIASES:
+                if alias not in self._specs:
+                    self.aliases.setdefault(alias, SAGE_SPEC)
 
     def refresh(self) -> None:
         found = self.manager.get_all_specs()
@@ -99,6 +120,7 @@ class KernelCatalog:
             raise UnknownKernel(
                 f'No spec available for kernel "{name}".  Available specs: '
                 f"{sorted([*self._specs, *self.aliases])}"
+                + (SAGE_MISSING if _is_sage_name(spec_name) else "")
             )
         return ResolvedKernel(spec_name, str(info["spec"].get("language", "")))
 
