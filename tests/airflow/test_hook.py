@@ -70,6 +70,18 @@ def test_the_uri_scheme_reaches_the_local_server(
     assert ok, message
 
 
+def test_a_uri_without_http_to_the_local_server_says_to_use_http(
+    monkeypatch: pytest.MonkeyPatch, cocalc_conn: str
+) -> None:
+    port = cocalc_conn.rsplit(":", 1)[1]
+    set_conn(monkeypatch, f"cocalc://:{SECRET_KEY}@127.0.0.1:{port}")  # no /http: https
+    ok, message = CocalcHook().test_connection()
+    assert not ok
+    assert f"https://127.0.0.1:{port} (from the Airflow connection 'cocalc_default'" in message
+    assert f"speaks plain HTTP, not TLS: use http://127.0.0.1:{port}" in message
+    assert "COCALC_HOST" not in message and "WRONG_VERSION_NUMBER" not in message
+
+
 def test_extras_plain_and_prefixed(monkeypatch: pytest.MonkeyPatch) -> None:
     set_conn(
         monkeypatch,
