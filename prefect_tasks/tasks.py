@@ -16,7 +16,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 from prefect import State, Task, get_run_logger, task
@@ -155,18 +155,37 @@ def _execute_code(
     return compact_dict(result) if as_dict else result
 
 
-execute_code = task(**TASK_OPTIONS)(_execute_code)
+def _public(name: str, fn: Callable[..., Any], doc: str | None = None) -> Callable[..., Any]:
+    """``fn`` under its public name: Prefect names a task, and its ``task_key``, after the
+    function's ``__qualname__``, which the UI, the API and the logs show."""
+    fn.__name__ = fn.__qualname__ = name
+    if doc is not None:
+        fn.__doc__ = doc
+    return fn
 
 
-@task(**TASK_OPTIONS)
 @functools.wraps(_execute_code)
-async def aexecute_code(*args: Any, **kwargs: Any) -> ExecutionResult | dict[str, Any]:
-    """The async twin of :func:`execute_code`, with the same parameters.
+def _sync(*args: Any, **kwargs: Any) -> ExecutionResult | dict[str, Any]:
+    return _execute_code(*args, **kwargs)
+
+
+@functools.wraps(_execute_code)
+async def _async(*args: Any, **kwargs: Any) -> ExecutionResult | dict[str, Any]:
+    return await asyncio.to_thread(_execute_code, *args, **kwargs)
+
+
+execute_code = task(**TASK_OPTIONS)(_public("execute_code", _sync))
+aexecute_code = task(**TASK_OPTIONS)(
+    _public(
+        "aexecute_code",
+        _async,
+        """The async twin of :func:`execute_code`, with the same parameters.
 
     The whole call (HTTP, logging, the artifact) runs in a worker thread, so the event loop is
     never blocked and a task ``timeout_seconds`` cancels the wait at once.
-    """
-    return await asyncio.to_thread(_execute_code, *args, **kwargs)
+    """,
+    )
+)
 
 
 @task(

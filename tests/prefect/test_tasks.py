@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import sqlite3
+import time
 from pathlib import Path
 from typing import Any
 
@@ -208,3 +209,34 @@ def get_client_sync() -> Any:
     from prefect.client.orchestration import get_client
 
     return get_client(sync_client=True)
+
+
+def test_tasks_are_named_as_users_import_them(credentials: CocalcCredentials) -> None:
+    """The UI, the API and ``task_key`` show ``execute_code`` and ``aexecute_code``."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.filters import FlowRunFilter, FlowRunFilterId
+
+    assert execute_code.name == "execute_code" and aexecute_code.name == "aexecute_code"
+    assert execute_code.task_key.startswith("execute_code-")
+    assert aexecute_code.task_key.startswith("aexecute_code-")
+
+    @flow
+    async def both() -> str:
+        ran = execute_code(credentials, "1+1", "python3")
+        awaited = await aexecute_code(credentials, "2+2", "python3")
+        return f"{ran.text} {awaited.text}"
+
+    state = asyncio.run(both(return_state=True))  # type: ignore[call-overload]
+    assert state.result() == "2 4"
+    flow_run = state.state_details.flow_run_id
+    deadline = time.monotonic() + 30  # task runs reach the API through its events
+    with get_client(sync_client=True) as client:
+        while True:
+            runs = client.read_task_runs(
+                flow_run_filter=FlowRunFilter(id=FlowRunFilterId(any_=[flow_run]))
+            )
+            if len(runs) >= 2 or time.monotonic() > deadline:
+                break
+            time.sleep(0.5)
+    keys = sorted(run.task_key.rsplit("-", 1)[0] for run in runs)
+    assert keys == ["aexecute_code", "execute_code"], keys
