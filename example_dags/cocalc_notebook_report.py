@@ -27,8 +27,10 @@ from airflow_provider.operators.notebook import CocalcNotebookOperator
             "", type="string", description="CoCalc project (empty: the connection's)"
         ),
         "n": Param(1000, type="integer", minimum=1),
+        # run_after, not ds: a run triggered by hand has no logical date (so no ds) in
+        # Airflow 3; every run has a run_after (a scheduled run's is its interval's end).
         "output": Param(
-            "reports/weekly_check-{{ ds_nodash }}.ipynb",
+            "reports/weekly_check-{{ dag_run.run_after | ds_nodash }}.ipynb",
             type="string",
             description="where the executed notebook goes: a path (relative: the worker's "
             "working directory) or an fsspec URL such as s3://bucket/reports/x.ipynb",
@@ -39,7 +41,7 @@ def cocalc_notebook_report() -> None:
     report = CocalcNotebookOperator(
         task_id="report",
         notebook="notebooks/weekly_check.ipynb",
-        parameters={"n": "{{ params.n }}", "title": "weekly check {{ ds }}"},
+        parameters={"n": "{{ params.n }}", "title": "weekly check {{ dag_run.run_after | ds }}"},
         output="{{ params.output }}",
         project_id="{{ params.project_id }}",
         deferrable=True,
