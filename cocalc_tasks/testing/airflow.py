@@ -6,10 +6,12 @@ import time. This module itself imports no Airflow.
 
 from __future__ import annotations
 
+import importlib
 import json
 import os
 import subprocess
 import sys
+import warnings
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -32,6 +34,13 @@ def connection_env(
     return {f"AIRFLOW_CONN_{conn_id.upper()}": value}
 
 
+#: Warnings Airflow's own code causes in its dependencies, on every run.
+_DEPENDENCY_WARNINGS = (
+    r"Using `httpx` with `starlette\.testclient` is deprecated",  # dag.test()'s API client
+    r"GitWildMatchPattern \('gitwildmatch'\) is deprecated",  # pathspec, reading .airflowignore
+)
+
+
 def configure(
     home: Path,
     host: str,
@@ -41,7 +50,12 @@ def configure(
     log_level: str = "WARNING",
     extra: Mapping[str, str] | None = None,
 ) -> None:
-    """Point Airflow at ``home`` and define ``cocalc_default`` for ``host``, in ``os.environ``."""
+    """Point Airflow at ``home`` and define ``cocalc_default`` for ``host``, in ``os.environ``.
+
+    Also silences the warnings ``dag.test()`` prints on every run that no DAG author can act
+    on, because Airflow's own code causes them in its dependencies: it talks to its API through
+    Starlette's test client, whose use of httpx Starlette deprecates, and reads
+    ``.airflowignore`` with a pathspec syntax pathspec deprecates."""
     os.environ.update(
         {
             "AIRFLOW_HOME": str(home),
@@ -53,6 +67,11 @@ def configure(
             **(extra or {}),
         }
     )
+    # Airflow's configuration turns its own deprecation warnings on when imported: import it
+    # now (the environment is set), so that these filters come before its.
+    importlib.import_module("airflow.configuration")
+    for message in _DEPENDENCY_WARNINGS:
+        warnings.filterwarnings("ignore", message=message)
 
 
 def migrate() -> None:
