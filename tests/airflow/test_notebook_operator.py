@@ -41,6 +41,9 @@ def test_the_report_dag_runs_the_notebook_deferred_and_passes_its_results(
     assert "CocalcJobTrigger" in log or "trigger" in log.lower()  # it was deferred
     assert SECRET_KEY not in without_airflow_mask_requests(log)
     assert SECRET_KEY not in json.dumps(summary)
+    # progress as a person reads it; no warning from the notebook's kernel as it stops
+    assert "cell 1 of " in log
+    assert "Parent appears to have exited" not in log and "IPKernelApp" not in log
 
 
 def test_a_failing_cell_fails_the_task_without_retries_and_saves_the_notebook(

@@ -12,7 +12,7 @@ from cocalc_tasks.errors import CocalcNotebookError
 from prefect_tasks import CocalcCredentials, run_notebook
 from tests.conftest import SECRET_KEY
 from tests.notebooks.builders import failing, notebook
-from tests.prefect.helpers import artifacts
+from tests.prefect.helpers import artifacts, run_logs
 
 PROJECT_ID = "6e75dbf1-0342-4249-9dce-6b21648656e9"
 
@@ -26,8 +26,12 @@ def test_the_report_flow_saves_the_notebook_and_links_it_with_its_results(
     monkeypatch.setenv("COCALC_API_KEY", SECRET_KEY)
     monkeypatch.setenv("COCALC_PROJECT_ID", PROJECT_ID)
     out = tmp_path / "report.ipynb"
-    value = notebook_report(n=250, output=str(out))
+    state = notebook_report(n=250, output=str(out), return_state=True)
+    value = state.result()
     assert value["output"] == str(out)
+    logs = "\n".join(run_logs(state.state_details.flow_run_id))
+    assert "cell 1 of " in logs  # progress as a person reads it
+    assert "Parent appears to have exited" not in logs and "IPKernelApp" not in logs
     assert value["summary"] == {"points": 251, "ok": True} and value["max_error"] < 1e-12
     nbformat.validate(nbformat.read(out, as_version=4))
     (artifact,) = artifacts("cocalc-notebook")[:1]
