@@ -140,3 +140,22 @@ def test_hub_ping_and_test(server: LocalServer) -> None:
     first, second = hub.system.test(), hub.system.test()
     assert first["account_id"] == second["account_id"] and len(first["account_id"]) == 36
     assert SECRET_KEY not in json.dumps(first)
+
+
+def test_listing_right_after_a_call_is_never_empty_and_a_listed_kernel_stops(
+    server: LocalServer,
+) -> None:
+    """As the official client's kernel-management tests do, many times over: execute, list at
+    once (no waiting, no retry), stop the first kernel listed, list again."""
+    project = cocalc_api.Project(
+        api_key=SECRET_KEY, host=server.url, project_id="0bb0b0b0-1111-4222-8333-444444444444"
+    )
+    for round_ in range(15):
+        assert project.system.jupyter_execute(input=f"{round_} + 1", kernel="python3")
+        listed = project.system.list_jupyter_kernels()
+        assert listed, f"round {round_}: no kernel listed right after a call"
+        victim = listed[0]
+        assert project.system.stop_jupyter_kernel(pid=victim["pid"]) == {"success": True}
+        after = project.system.list_jupyter_kernels()
+        assert after, f"round {round_}: no kernel listed right after a stop"
+        assert victim["connectionFile"] not in {k["connectionFile"] for k in after}

@@ -164,9 +164,11 @@ class ProjectBridge:
         return self.sandbox.area(project_id) if self.sandbox is not None else None
 
     async def _list_kernels(self, project_id: str, args: list[Any]) -> list[dict[str, Any]]:
+        area = self._area(project_id)
+        await self.pools.settled(area)  # a refill in flight (after a call, a stop) lands first
         return [
             {"pid": k.pid, "connectionFile": k.connection_file, "kernel_name": k.spec_name}
-            for k in self.pools.pooled(self._area(project_id))
+            for k in self.pools.pooled(area)
             if k.pid is not None
         ]
 

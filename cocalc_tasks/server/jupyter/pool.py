@@ -167,6 +167,18 @@ class KernelPools:
             kernels.extend(waiting)
         return kernels
 
+    async def settled(self, area: Area | None = None, timeout: float | None = None) -> None:
+        """Wait (at most a kernel's start timeout) until no kernel of ``area``'s pools is still
+        starting: a refill after a call or a stop. A listing right after a call then shows the
+        pool as it will be, not as it was for the moment the refill took."""
+        name = self.area_for(area).name
+        limit = self._start_timeout if timeout is None else timeout
+        deadline = time.monotonic() + limit
+        while time.monotonic() < deadline:
+            if not any(n for (where, _), n in self._starting.items() if where == name and n > 0):
+                return
+            await asyncio.sleep(0.02)
+
     def stop_pooled(self, pid: int, area: Area | None = None) -> bool:
         """Shut down the ready kernel with this process id (in ``area``'s pools); the pool
         refills. False if no such pooled kernel has that pid."""
