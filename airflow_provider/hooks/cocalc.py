@@ -3,8 +3,10 @@
 Connection fields: ``host`` is the API base URL (default ``https://cocalc.com``), ``password``
 is the API key (masked by Airflow in logs and rendered templates), ``schema`` the scheme
 (``https``, the default, or ``http``) when ``host`` has none, ``port`` an optional port, and
-``extra`` may hold ``project_id``, ``verify``, ``timeout`` and ``api`` (``auto``, the
-default, ``v2``, ``hub`` or ``project``: see ``cocalc_tasks.client.routes``).
+``extra`` may hold ``project_id``, ``verify``, ``timeout``, ``api`` (``auto``, the
+default, ``v2``, ``hub`` or ``project``: see ``cocalc_tasks.client.routes``), and the retry
+settings ``retries``, ``retry_backoff``, ``retry_jitter`` and ``retry_deadline``: the worker's
+calls and the triggerer's polls both use them, because both build their client here.
 
 Example ``AIRFLOW_CONN_COCALC_DEFAULT`` (JSON form)::
 
@@ -45,6 +47,27 @@ def _truthy(value: Any) -> bool | str:
     if text.lower() in {"false", "0", "no", "off"}:
         return False
     return text
+
+
+#: Connection extras passed to the client as they are: its retry policy.
+_RETRY_EXTRAS: dict[str, type] = {
+    "retries": int,
+    "retry_backoff": float,
+    "retry_jitter": float,
+    "retry_deadline": float,
+}
+
+
+def _number(conn_id: str, name: str, value: Any, kind: type) -> Any:
+    try:
+        number = kind(value)
+    except (TypeError, ValueError):
+        number = -1
+    if isinstance(value, bool) or number < 0:
+        raise CocalcValidationError(
+            f"connection {conn_id!r}: extra {name} must be a non-negative number, got {value!r}"
+        )
+    return number
 
 
 def _base_url(conn: Any) -> str:
@@ -116,6 +139,10 @@ class CocalcHook(BaseHook):
         api = self._extra("api")
         if api not in (None, ""):
             kwargs["api"] = str(api)
+        for name, kind in _RETRY_EXTRAS.items():
+            value = self._extra(name)
+            if value not in (None, ""):
+                kwargs[name] = _number(self.cocalc_conn_id, name, value, kind)
         kwargs.update(self._client_kwargs)
         conn = f"the Airflow connection {self.cocalc_conn_id!r}"
         given_as = {

@@ -64,6 +64,8 @@ class CocalcClient(ExecCalls):
         retry_ambiguous: Also retry 502/504 and read errors after sending. The remote code
             may then run twice.
         retry_deadline: Bound in seconds on all attempts and waits together.
+        retry_backoff: Seconds of the first wait between attempts; each next one doubles.
+        retry_jitter: Up to this many seconds added to each wait at random.
         session: A ``requests.Session`` whose settings to use (headers, cookies, auth, proxies,
             certificates, hooks, and adapters mounted on specific prefixes). The client works
             on a copy, so the caller's session is never changed, and mounts its own retrying,
@@ -88,6 +90,8 @@ class CocalcClient(ExecCalls):
         retries: int = 3,
         retry_ambiguous: bool = False,
         retry_deadline: float | None = 60.0,
+        retry_backoff: float = 0.5,
+        retry_jitter: float = 0.25,
         session: requests.Session | None = None,
         api: Api = "auto",
         given_as: Mapping[str, str] | None = None,
@@ -112,7 +116,11 @@ class CocalcClient(ExecCalls):
         self._session = _copy_session(session) if session is not None else requests.Session()
         self._adapter = AbortableAdapter(
             max_retries=build_retry(
-                retries, retry_ambiguous=retry_ambiguous, deadline=retry_deadline
+                retries,
+                retry_ambiguous=retry_ambiguous,
+                deadline=retry_deadline,
+                backoff=retry_backoff,
+                jitter=retry_jitter,
             )
         )
         self._session.mount("http://", self._adapter)

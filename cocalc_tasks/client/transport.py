@@ -71,9 +71,15 @@ class CocalcRetry(Retry):
 
 
 def build_retry(
-    retries: int, *, retry_ambiguous: bool = False, deadline: float | None = 60.0
+    retries: int,
+    *,
+    retry_ambiguous: bool = False,
+    deadline: float | None = 60.0,
+    backoff: float = 0.5,
+    jitter: float = 0.25,
 ) -> CocalcRetry:
-    """The client's retry policy (see the module docstring)."""
+    """The client's retry policy (see the module docstring): waits of ``backoff * 2**n``
+    seconds (at most 10), each plus up to ``jitter`` seconds at random."""
     statuses = SAFE_STATUSES | (AMBIGUOUS_STATUSES if retry_ambiguous else frozenset())
     return CocalcRetry(
         total=retries,
@@ -84,9 +90,9 @@ def build_retry(
         redirect=0,
         allowed_methods=frozenset({"GET", "POST"}),
         status_forcelist=statuses,
-        backoff_factor=0.5,
+        backoff_factor=backoff,
         backoff_max=10.0,
-        backoff_jitter=0.25,
+        backoff_jitter=jitter,
         respect_retry_after_header=True,
         raise_on_status=False,
         raise_on_redirect=False,

@@ -186,3 +186,23 @@ def test_missing_connection_is_airflows_not_found() -> None:
 
     with pytest.raises(AirflowNotFoundException):
         CocalcHook("no_such_conn").client  # noqa: B018
+
+
+def test_retry_settings_come_from_the_connection_for_the_worker_and_the_trigger(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import asyncio
+
+    from airflow_provider.triggers.cocalc import CocalcJobTrigger
+    from cocalc_tasks.errors import CocalcValidationError
+
+    extra = {"retries": "5", "retry_backoff": 0.01, "retry_jitter": 0, "retry_deadline": 7}
+    set_conn(monkeypatch, {"conn_type": "cocalc", "host": "http://h", "extra": extra})
+    trigger = CocalcJobTrigger(job_id="j", project_id=PID, cocalc_conn_id="cocalc_default")
+    clients = [CocalcHook().client, asyncio.run(trigger._client())]
+    for retry in (c._adapter.max_retries for c in clients):
+        assert (retry.total, retry.connect, retry.status) == (5, 5, 5)
+        assert (retry.backoff_factor, retry.backoff_jitter, retry.deadline) == (0.01, 0.0, 7.0)
+    set_conn(monkeypatch, {"conn_type": "cocalc", "host": "http://h", "extra": {"retries": "x"}})
+    with pytest.raises(CocalcValidationError, match="extra retries must be a non-negative number"):
+        CocalcHook().client  # noqa: B018
