@@ -117,10 +117,16 @@ class ExecCalls:
 
     # -- async jobs --------------------------------------------------------------------------
     def submit(
-        self, command: str, args: Sequence[str] | None = None, **options: Unpack[ExecOptions]
+        self,
+        command: str,
+        args: Sequence[str] | None = None,
+        *,
+        job_key: str | None = None,
+        **options: Unpack[ExecOptions],
     ) -> Job:
-        """Start ``command`` as an async job and return at once (no 60 s limit)."""
-        return self.submit_request(ExecRequest.build(command, args, **options))
+        """Start ``command`` as an async job and return at once (no 60 s limit); see
+        :meth:`submit_request` for ``job_key``."""
+        return self.submit_request(ExecRequest.build(command, args, **options), job_key=job_key)
 
     def submit_script(
         self,
@@ -132,10 +138,25 @@ class ExecCalls:
         """``run_script`` as an async job."""
         return self.submit_request(script_request(code, interpreter, args, **options))
 
-    def submit_request(self, request: ExecRequest) -> Job:
-        """Start a prepared :class:`ExecRequest` as an async job."""
+    def submit_request(
+        self, request: ExecRequest, *, job_key: str | None = None, job_group: str | None = None
+    ) -> Job:
+        """Start a prepared :class:`ExecRequest` as an async job.
+
+        ``job_key`` makes the submit idempotent where the server supports it (CoCalc's rewrite,
+        since August 2026, and the local server with ``--flavor cocalc-ai``): while a job of
+        that key runs in the project, submitting again returns that job instead of starting a
+        second one. Derive it from what must run once (a pipeline step's run), so that a retry
+        after a crash between submitting and recording the job id attaches to the job. The
+        returned :attr:`Job.job_key` says whether the server honoured it; CoCalc master ignores
+        keys, and then only what the caller recorded prevents a second job."""
         request = request.with_default_project(self.project_id)
-        response = self._post(EXEC_PATH, request.body(async_call=True), None)
+        body = request.body(async_call=True)
+        if job_key is not None:
+            body["job_key"] = job_key
+        if job_group is not None:
+            body["job_group"] = job_group
+        response = self._post(EXEC_PATH, body, None)
         try:
             job = Job.from_response(
                 _record(response), project_id=request.require_project(), command=request.display

@@ -184,6 +184,9 @@ class Job:
     start: int | None = None
     status: JobState = "running"
     command: str | None = None
+    #: The ``job_key`` the server honoured (CoCalc's rewrite echoes it); None where it was not
+    #: given or the server ignores keys (CoCalc master).
+    job_key: str | None = None
 
     @classmethod
     def from_response(
@@ -200,6 +203,7 @@ class Job:
             start=_int(data, "start"),
             status=status if isinstance(status, str) and status in _STATES else "running",  # type: ignore[arg-type]
             command=command,
+            job_key=data["job_key"] if isinstance(data.get("job_key"), str) else None,
         )
 
 

@@ -221,3 +221,44 @@ def test_a_replica_killed_mid_traffic_leaves_the_other_serving_and_its_jobs_mark
         assert "replica 'a' stopped answering while this job was running" in status.stderr
         assert noticed < REPLICA_TIMEOUT + 5
         assert on_b.execute("print('still here')", "python3").stdout == "still here\n"
+
+
+def test_one_job_key_on_two_replicas_starts_one_job(
+    postgres: PostgresServer, tmp_path: Path
+) -> None:
+    """The rewrite's keyed jobs across replicas: the same key sent to both at once starts one
+    command (PostgreSQL's partial unique index), and both answer with its job id."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.server.test_flavors import V2_KEY
+
+    database = postgres.create_database()
+    servers = [
+        LocalServer(
+            data_dir=tmp_path / name,
+            api_keys=[V2_KEY],
+            args=[
+                *("--flavor", "cocalc-ai", "--pool-size", "0", "--replica-name", name),
+                *("--projects-root", str(tmp_path / "projects")),  # one home for both
+            ],
+            env={"COCALC_SERVER_DATABASE_URL": database},
+        ).start()
+        for name in ("a", "b")
+    ]
+    try:
+        key = "two-replicas"
+
+        def submit(n: int) -> str:
+            server = servers[n % 2]
+            with CocalcClient(V2_KEY, server.url, project_id=PROJECT_ID) as c:
+                return c.submit("echo started >> keyed.log; sleep 3", job_key=key).job_id
+
+        with ThreadPoolExecutor(6) as pool:
+            ids = set(pool.map(submit, range(6)))
+        assert len(ids) == 1
+        with CocalcClient(V2_KEY, servers[1].url, project_id=PROJECT_ID) as c:
+            assert c.wait(ids.pop()).ok
+            assert c.exec("cat keyed.log").stdout.count("started") == 1
+    finally:
+        for server in servers:
+            server.stop()

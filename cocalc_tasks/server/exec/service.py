@@ -34,6 +34,7 @@ import os
 import sys
 import time
 import uuid
+import weakref
 from collections.abc import Coroutine, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ from cocalc_tasks.notebooks.runner import KERNEL_DIRS_ENV
 from cocalc_tasks.server.api_error import ApiError
 from cocalc_tasks.server.auth import Identity
 from cocalc_tasks.server.exec.commands import CommandSpec, RunningCommand, build_spec
+from cocalc_tasks.server.exec.keys import KeyedJob, KeyRefused, conflict_message, keyed_job
 from cocalc_tasks.server.processes.spawners import Spawners
 from cocalc_tasks.server.projects import (
     PathEscape,
@@ -111,6 +113,8 @@ class _Job:
         self.job_id = job_id
         self.err_on_exit = True
         self.dirty = False
+        #: A keyed job's key (CoCalc's rewrite), else None.
+        self.keyed: KeyedJob | None = None
         #: Set once the final record is written (or the job was settled elsewhere).
         self.settled = asyncio.Event()
 
@@ -163,6 +167,10 @@ class ExecService:
         )
         self._jobs: dict[str, _Job] = {}
         self._running: set[_Job] = set()
+        #: One lock per (project, job key): two calls of one key never both start a job.
+        self._key_locks: weakref.WeakValueDictionary[tuple[str, str], asyncio.Lock] = (
+            weakref.WeakValueDictionary()
+        )
         self._tasks: set[asyncio.Task[None]] = set()
         self._closed = False
 
@@ -277,6 +285,42 @@ class ExecService:
     async def _start(
         self, params: Mapping[str, Any], project_id: str, fail: _Failure, flavor: str
     ) -> dict[str, Any]:
+        keyed = None
+        if self.settings.flavor == "cocalc-ai":  # master drops job_key and job_group
+            try:
+                keyed = keyed_job(params)
+            except KeyRefused as exc:
+                raise fail(str(exc)) from None
+        if keyed is None:
+            return await self._launch(params, project_id, fail, flavor, None)
+        lock = self._key_locks.setdefault((project_id, keyed.key), asyncio.Lock())
+        async with lock:
+            attached = await self._attach(project_id, keyed, fail)
+            if attached is not None:
+                return attached
+            return await self._launch(params, project_id, fail, flavor, keyed)
+
+    async def _attach(
+        self, project_id: str, keyed: KeyedJob, fail: _Failure
+    ) -> dict[str, Any] | None:
+        """The record of the project's running job of this key (None: there is none); the
+        same key with another command is refused, as the rewrite refuses it."""
+        existing = await off_loop(self.store.db, self.store.running_keyed, project_id, keyed.key)
+        if existing is None:
+            return None
+        if existing.fingerprint != keyed.fingerprint:
+            raise fail(conflict_message(keyed.key))
+        log.info("job key %r: attached to the running job %s", keyed.key, existing.job_id)
+        return existing.body(with_stats=False)
+
+    async def _launch(
+        self,
+        params: Mapping[str, Any],
+        project_id: str,
+        fail: _Failure,
+        flavor: str,
+        keyed: KeyedJob | None,
+    ) -> dict[str, Any]:
         is_async = _flag(params, "async_call", False)
         spec = self._spec(params, project_id, is_async, fail)
         job_id = str(uuid.uuid4()) if is_async else None
@@ -287,13 +331,29 @@ class ExecService:
             await self._spawners.close_idle(busy | {area.name})
             spawner = await self._spawners.for_area(area)
         job = _Job(RunningCommand(spec, spawner=spawner, limits=self._rlimits), project_id, job_id)
+        job.keyed = keyed
         job.err_on_exit = _flag(params, "err_on_exit", True)
         job.command.on_output = lambda: self._mark_dirty(job)
+        if keyed is not None:
+            # The row first: its unique index is what keeps a second replica, given the same
+            # key at the same moment, from starting the command too.
+            try:
+                await self._write(self.store.create, self._record(job))
+            except Exception as exc:
+                if not _unique_violation(exc):
+                    raise
+                attached = await self._attach(project_id, keyed, fail)  # another replica's
+                if attached is None:  # it ended in between: this call's own, afresh
+                    return await self._launch(params, project_id, fail, flavor, keyed)
+                return attached
         await job.command.start()
         self._running.add(job)
         if job_id is not None:
             self._jobs[job_id] = job
-            await self._write(self.store.create, self._record(job))
+            if keyed is None:
+                await self._write(self.store.create, self._record(job))
+            elif job.command.pid is not None:
+                await self._write(self.store.update, job_id, pid=job.command.pid)
         self._spawn(self._supervise(job))
         if job_id is None:
             limit = self.settings.hub_timeout if flavor == "http" else None
@@ -310,6 +370,10 @@ class ExecService:
         }
         if job.command.pid is not None:
             body["pid"] = job.command.pid
+        if keyed is not None:
+            body["job_key"] = keyed.key
+            if keyed.group is not None:
+                body["job_group"] = keyed.group
         return body
 
     def _spec(
@@ -519,6 +583,9 @@ class ExecService:
             elapsed_s=None,
             stats=list(c.stats),
             replica=self.replica,
+            job_key=job.keyed.key if job.keyed is not None else None,
+            job_group=job.keyed.group if job.keyed is not None else None,
+            fingerprint=job.keyed.fingerprint if job.keyed is not None else None,
         )
 
     async def _lookup(self, job_id: str, project_id: str, fail: _Failure) -> JobRecord:
@@ -601,6 +668,12 @@ def _job_id(value: object) -> str:
     if not isinstance(value, str) or not value or len(value) > 8192 or "\x00" in value:
         raise _Invalid("a job id must be a non-empty string")
     return value
+
+
+def _unique_violation(exc: BaseException) -> bool:
+    """A unique index refused a row (SQLite's IntegrityError, psycopg's UniqueViolation)."""
+    names = {cls.__name__ for cls in type(exc).__mro__}
+    return bool(names & {"IntegrityError", "UniqueViolation"})
 
 
 def _flag(params: Mapping[str, Any], name: str, default: bool) -> bool:

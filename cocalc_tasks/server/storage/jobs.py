@@ -26,11 +26,11 @@ from cocalc_tasks.server.storage.database import Database
 
 __all__ = ["ORPHANED", "JobRecord", "JobStore"]
 
-_UPDATABLE = frozenset({"status", "stdout", "stderr", "exit_code", "elapsed_s", "stats"})
+_UPDATABLE = frozenset({"status", "stdout", "stderr", "exit_code", "elapsed_s", "stats", "pid"})
 _JSON = frozenset({"stdout", "stderr", "stats"})
 _COLUMNS = (
     "job_id, project_id, command, status, stdout, stderr, exit_code, start, pid, elapsed_s, "
-    "stats, replica"
+    "stats, replica, job_key, job_group, fingerprint"
 )
 ORPHANED = (
     "the cocalc-tasks server stopped while this job was running; its process group was "
@@ -54,6 +54,10 @@ class JobRecord:
     elapsed_s: float | None
     stats: list[dict[str, Any]]
     replica: str = ""
+    #: A keyed job's key and group (CoCalc's rewrite), and the digest of what it runs.
+    job_key: str | None = None
+    job_group: str | None = None
+    fingerprint: str | None = None
 
     def body(self, *, with_stats: bool) -> dict[str, Any]:
         """CoCalc master's async record, in its key order; ``elapsed_s`` once finished."""
@@ -72,6 +76,10 @@ class JobRecord:
             body["pid"] = self.pid
         if with_stats and self.stats:
             body["stats"] = self.stats
+        if self.job_key is not None:  # the rewrite echoes them
+            body["job_key"] = self.job_key
+            if self.job_group is not None:
+                body["job_group"] = self.job_group
         return body
 
 
@@ -93,7 +101,7 @@ class JobStore:
     def create(self, record: JobRecord) -> None:
         self.db.execute(
             f"INSERT INTO exec_jobs ({_COLUMNS}, accessed) "  # noqa: S608 - constant columns
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (
                 record.job_id,
                 record.project_id,
@@ -107,6 +115,9 @@ class JobStore:
                 record.elapsed_s,
                 json.dumps(record.stats),
                 self.replica,
+                record.job_key,
+                record.job_group,
+                record.fingerprint,
                 time.time(),
             ),
         )
@@ -141,6 +152,15 @@ class JobStore:
                 return None
             tx.execute("UPDATE exec_jobs SET accessed = ? WHERE job_id = ?", (now, job_id))
         return _record(row)
+
+    def running_keyed(self, project_id: str, job_key: str) -> JobRecord | None:
+        """The project's running job of this key, on any replica."""
+        row = self.db.one(
+            f"SELECT {_COLUMNS} FROM exec_jobs "  # noqa: S608 - constant columns
+            "WHERE project_id = ? AND job_key = ? AND status = 'running'",
+            (project_id, job_key),
+        )
+        return None if row is None else _record(row)
 
     def running(self, replica: str | None = None) -> list[JobRecord]:
         """Running jobs, of one replica or of all."""

@@ -83,6 +83,15 @@ MIGRATIONS: list[list[str]] = [
             heartbeat DOUBLE PRECISION NOT NULL
         )""",
     ],
+    # 2: keyed async jobs (CoCalc's rewrite): one running job per project and key, on every
+    # replica (the partial unique index), and what it runs, to refuse a different command.
+    [
+        "ALTER TABLE exec_jobs ADD COLUMN job_key TEXT",
+        "ALTER TABLE exec_jobs ADD COLUMN job_group TEXT",
+        "ALTER TABLE exec_jobs ADD COLUMN fingerprint TEXT",
+        "CREATE UNIQUE INDEX exec_jobs_running_key ON exec_jobs (project_id, job_key) "
+        "WHERE status = 'running' AND job_key IS NOT NULL",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_KEY = 0x636F63616C63  # "cocalc": one advisory lock for schema changes
