@@ -51,6 +51,11 @@ def _task_run_id() -> uuid.UUID | None:
     return context.task_run.id if context is not None else None
 
 
+def _flow_run_id() -> uuid.UUID | None:
+    context = TaskRunContext.get()
+    return context.task_run.flow_run_id if context is not None else None
+
+
 def _start(credentials: CocalcCredentials, request: ExecRequest) -> Job:
     """Re-attach to this task run's job from an earlier try, or submit a new one."""
     logger = run_logger()
@@ -65,7 +70,10 @@ def _start(credentials: CocalcCredentials, request: ExecRequest) -> Job:
             if state in ("running", "completed"):
                 logger.info("re-attaching to CoCalc job %s (%s)", earlier.job_id, state)
                 return earlier
-        job = client.submit_request(request)
+        # One key per task run, whatever its try: where the server supports keys (CoCalc's
+        # rewrite), a retry in a new process attaches to the job this run already started.
+        key = f"prefect/{_flow_run_id()}/{run_id}" if run_id is not None else None
+        job = client.submit_request(request, job_key=key)
     if run_id is not None:
         _STARTED[run_id] = job
     record_job(job)

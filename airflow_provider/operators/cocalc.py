@@ -55,6 +55,14 @@ def open_links(context: Context, *keys: str) -> None:
         context["ti"].xcom_push(key=key, value="")
 
 
+def job_key(context: Context) -> str:
+    """The ``job_key`` of this task instance's job: the same for every try of it, so that a
+    retry after a crash between submit and record attaches to the running job where the server
+    supports keys (CoCalc's rewrite)."""
+    ti = context["ti"]
+    return f"airflow/{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}"
+
+
 def project_url(hook: CocalcHook, project_id: str | None) -> str:
     """The project's page on the server (empty without a project)."""
     return f"{hook.base_url}/projects/{project_id}" if project_id else ""

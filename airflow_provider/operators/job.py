@@ -32,6 +32,7 @@ from airflow_provider.operators.cocalc import (
     PROJECT_URL_KEY,
     CocalcProjectLink,
     fail,
+    job_key,
     project_url,
     read_code_file,
 )
@@ -198,7 +199,7 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
 
     def submit_job(self, context: Context) -> Any:
         request = self._request()
-        job = self.hook.client.submit_request(request)
+        job = self.hook.client.submit_request(request, job_key=job_key(context))
         self._job = {"job_id": job.job_id, "project_id": job.project_id}
         ti = context["ti"]
         ti.xcom_push(key=JOB_ID_KEY, value=job.job_id)

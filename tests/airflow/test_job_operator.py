@@ -357,3 +357,34 @@ def test_on_kill_cancels_the_running_job(client: CocalcClient, project: str) -> 
     assert not worker.is_alive()
     assert client.job(job_id).status == "killed"
     assert isinstance(outcome[0], AirflowFailException) and "cancelled" in str(outcome[0])
+
+
+def test_a_resubmit_of_the_same_task_instance_attaches_to_its_job(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """A worker that died between submitting and recording the job id: the retry's submit
+    carries the same job_key, so a server that honours keys (CoCalc's rewrite) returns the
+    running job instead of starting a second one."""
+
+    from airflow_provider.operators.job import CocalcRunOperator
+    from cocalc_tasks.server.local_server import LocalServer
+    from cocalc_tasks.testing.airflow import connection_env
+    from tests.server.test_flavors import V2_KEY
+
+    args = ["--flavor", "cocalc-ai", "--pool-size", "0"]
+    with LocalServer(data_dir=tmp_path, api_keys=[V2_KEY], args=args) as server:
+        for name, value in connection_env(server.url, V2_KEY).items():
+            monkeypatch.setenv(name, value)
+        ti = mock.MagicMock(dag_id="d", task_id="t", run_id="manual__1", map_index=-1)
+        ids = []
+        for _ in range(2):  # two tries, each a fresh operator in a fresh worker
+            op = CocalcRunOperator(
+                task_id="t", command="sleep 2", project_id=str(uuid.UUID(int=7)), deferrable=False
+            )
+            ids.append(op.submit_job({"ti": ti})["job_id"])  # type: ignore[arg-type]
+        assert ids[0] == ids[1]
+        ti.map_index = 0  # another mapped instance: its own job
+        other = CocalcRunOperator(
+            task_id="t", command="sleep 2", project_id=str(uuid.UUID(int=7)), deferrable=False
+        ).submit_job({"ti": ti})  # type: ignore[arg-type]
+        assert other["job_id"] != ids[0]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import uuid
+from pathlib import Path
 from typing import Any
 from unittest import mock
 
@@ -208,3 +209,36 @@ def test_arun_command_streams_and_reports(creds: CocalcCredentials) -> None:
     ]
     (artifact,) = artifacts("cocalc-ajob")[:1]
     assert "| exit code | 0 |" in artifact.data and "python3 script (3 lines)" in artifact.data
+
+
+def test_a_retry_in_a_new_process_attaches_through_the_job_key(tmp_path: Path) -> None:
+    """What a task run remembers of its job dies with its process; the job key does not: a
+    second submit from the same task run (its memory gone) gets the running job back, where
+    the server honours keys (CoCalc's rewrite)."""
+    from prefect import task
+    from pydantic import SecretStr
+
+    from cocalc_tasks import ExecRequest
+    from cocalc_tasks.server.local_server import LocalServer
+    from prefect_tasks import job_tasks
+    from tests.server.test_flavors import V2_KEY
+
+    args = ["--flavor", "cocalc-ai", "--pool-size", "0"]
+    with LocalServer(data_dir=tmp_path, api_keys=[V2_KEY], args=args) as server:
+        credentials = CocalcCredentials(api_key=SecretStr(V2_KEY), host=server.url)
+        request = ExecRequest.build("sleep 2", project_id=str(uuid.UUID(int=9)))
+
+        @task
+        def submit_twice() -> list[str]:
+            first = job_tasks._start(credentials, request)
+            job_tasks._STARTED.clear()  # as in a new process
+            second = job_tasks._start(credentials, request)
+            assert first.job_key is not None and first.job_key.startswith("prefect/")
+            return [first.job_id, second.job_id]
+
+        @flow
+        def twice() -> list[str]:
+            return submit_twice()
+
+        first, second = twice()
+    assert first == second
