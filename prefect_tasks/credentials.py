@@ -24,8 +24,8 @@ class CocalcCredentials(CredentialsBlock):
         from prefect_tasks import CocalcCredentials
         CocalcCredentials(
             api_key="sk-...", host="http://127.0.0.1:8765", project_id=None, api="auto"
-        ).save("local", overwrite=True)
-        credentials = CocalcCredentials.load("local")
+        ).save("BLOCK_NAME", overwrite=True)
+        credentials = CocalcCredentials.load("BLOCK_NAME")
         print(credentials.check().describe())
         with credentials.get_client() as client:
             print(client.execute("factor(2023)", kernel="sage-9.8").text)
