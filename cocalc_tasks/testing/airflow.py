@@ -6,9 +6,11 @@ import time. This module itself imports no Airflow.
 
 from __future__ import annotations
 
+import base64
 import importlib
 import json
 import os
+import secrets
 import subprocess
 import sys
 import warnings
@@ -62,6 +64,10 @@ def configure(
             "AIRFLOW__CORE__LOAD_EXAMPLES": "False",
             "AIRFLOW__LOGGING__LOGGING_LEVEL": log_level,
             "AIRFLOW__CORE__TEST_CONNECTION": "Enabled",
+            # A key of its own, so the deferrals' arguments are stored encrypted (and Airflow
+            # does not warn that they are not).
+            "AIRFLOW__CORE__FERNET_KEY": os.environ.get("AIRFLOW__CORE__FERNET_KEY")
+            or base64.urlsafe_b64encode(secrets.token_bytes(32)).decode(),
             **({"AIRFLOW__CORE__DAGS_FOLDER": str(dags_folder)} if dags_folder else {}),
             **connection_env(host, api_key),
             **(extra or {}),
