@@ -5,7 +5,6 @@ code the README's table promises."""
 from __future__ import annotations
 
 import json
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -13,24 +12,13 @@ from pathlib import Path
 import pytest
 
 from cocalc_tasks import CocalcAuthError, CocalcClient, whoami
-from cocalc_tasks.cli import main
 from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.server.conftest import PROJECT_ID, PROJECT_KEY
+from tests.support.flaky_server import closed_port
+from tests.unit.test_cli import run
 
 pytestmark = pytest.mark.server
-
-
-def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
-    code = main(list(argv))
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 # -- keys ------------------------------------------------------------------------------------
@@ -90,7 +78,7 @@ def test_host_mistakes_get_the_fix_and_the_right_exit_code(
     code, _, err = run(capsys, "exec", "--host", tls, "-k", "python3", "1+1")
     assert code == 2
     assert f"{tls} (from the --host option) speaks plain HTTP, not TLS: use {server.url}" in err
-    closed = f"http://127.0.0.1:{_free_port()}"
+    closed = f"http://127.0.0.1:{closed_port()}"
     code, _, err = run(capsys, "exec", "--host", closed, "-k", "python3", "1+1")
     assert code == 4
     assert err.strip() == (

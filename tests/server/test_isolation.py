@@ -24,6 +24,7 @@ import pytest
 from cocalc_tasks import CocalcClient, CocalcKernelDiedError
 from cocalc_tasks.notebooks import run_notebook
 from cocalc_tasks.server.local_server import LocalServer
+from cocalc_tasks.server.sandbox.cgroups import _own_cgroups
 from cocalc_tasks.server.sandbox.users import ProjectUsers
 from tests.conftest import SECRET_KEY
 from tests.notebooks.builders import notebook
@@ -42,13 +43,20 @@ if os.geteuid() != 0:  # pragma: no cover - CI runs as root
 
 def _cgroup_base(controller: str, server_pid: int) -> Path:
     """Where a server started by this process makes its cgroups in one v1 hierarchy."""
-    for line in Path("/proc/self/cgroup").read_text().splitlines():
-        _, names, path = line.split(":", 2)
-        if controller in names.split(","):
-            return Path(
-                "/sys/fs/cgroup", controller, path.lstrip("/"), f"cocalc-tasks-{server_pid}"
-            )
-    raise AssertionError(f"no {controller} cgroup hierarchy")
+    own = _own_cgroups()[controller]
+    return Path("/sys/fs/cgroup", controller, own.lstrip("/"), f"cocalc-tasks-{server_pid}")
+
+
+#: Starts 200 sleeping processes, prints how many started and how many were refused, and
+#: stops those that started.
+SPAWN_200 = (
+    "import subprocess\nprocs, refused = [], 0\n"
+    "for _ in range(200):\n"
+    "    try:\n        procs.append(subprocess.Popen(['sleep', '600']))\n"
+    "    except OSError:\n        refused += 1\n"
+    "print(len(procs), refused)\n"
+    "for p in procs:\n    p.kill(); p.wait()"
+)
 
 
 @pytest.fixture(scope="module")
@@ -178,15 +186,7 @@ def test_200_sleeping_processes_under_a_cap_of_64(server: LocalServer) -> None:
     assert server.process is not None
     pids_max = _cgroup_base("pids", server.process.pid) / A / "pids.max"
     assert pids_max.read_text().strip() == "64"
-    code = (
-        "import subprocess\nprocs, refused = [], 0\n"
-        "for _ in range(200):\n"
-        "    try:\n        procs.append(subprocess.Popen(['sleep', '600']))\n"
-        "    except OSError:\n        refused += 1\n"
-        "print(len(procs), refused)\n"
-        "for p in procs:\n    p.kill(); p.wait()"
-    )
-    started, refused = map(int, _kernel(server, A, code).split())
+    started, refused = map(int, _kernel(server, A, SPAWN_200).split())
     assert started + refused == 200
     assert 0 < started < 64 and refused > 136
     assert _kernel(server, B, "print(6 * 7)").strip() == "42"  # another project is unharmed
@@ -333,24 +333,18 @@ class _NoCgroups(LocalServer):
 
 def test_without_a_writable_cgroup_processes_are_capped_per_project_uid(tmp_path: Path) -> None:
     log = tmp_path / "server.log"
-    with _NoCgroups(
-        data_dir=tmp_path / "data",
-        api_keys=[SECRET_KEY],
-        args=["--sandbox", "bwrap", "--pool-size", "0", "--project-limits", "processes=64"],
-        log_file=log,
-    ) as server:
-        code = (
-            "import subprocess\nprocs, refused = [], 0\n"
-            "for _ in range(200):\n"
-            "    try:\n        procs.append(subprocess.Popen(['sleep', '600']))\n"
-            "    except OSError:\n        refused += 1\n"
-            "print(len(procs), refused)\n"
-            "for p in procs:\n    p.kill(); p.wait()"
-        )
-        with CocalcClient(SECRET_KEY, server.url, project_id=A) as c:
-            started, refused = map(int, c.execute(code, "python3").stdout.split())
-            assert 0 < started < 64 and started + refused == 200
-            assert c.execute("print(6 * 7)", "python3").stdout.strip() == "42"
+    with (
+        _NoCgroups(
+            data_dir=tmp_path / "data",
+            api_keys=[SECRET_KEY],
+            args=["--sandbox", "bwrap", "--pool-size", "0", "--project-limits", "processes=64"],
+            log_file=log,
+        ) as server,
+        CocalcClient(SECRET_KEY, server.url, project_id=A) as c,
+    ):
+        started, refused = map(int, c.execute(SPAWN_200, "python3").stdout.split())
+        assert 0 < started < 64 and started + refused == 200
+        assert c.execute("print(6 * 7)", "python3").stdout.strip() == "42"
     text = log.read_text()
     assert text.count("no cgroup can be written here") == 1
     assert "memory is capped per process only" in text and "RLIMIT_NPROC" in text
