@@ -25,6 +25,8 @@ import time
 from collections.abc import Iterable
 from pathlib import Path
 
+import psutil
+
 from cocalc_tasks.server.sandbox.caps import Caps
 
 __all__ = ["Cgroups"]
@@ -203,20 +205,10 @@ def _remove_stale(own: Path) -> None:
     """Cgroups left by a server of ours that died without cleaning up (its pid is gone)."""
     for stale in own.glob(f"{_PREFIX}[0-9]*"):
         pid = int(stale.name.removeprefix(_PREFIX))
-        if _alive(pid):
+        if psutil.pid_exists(pid):
             continue
         areas = [d for d in stale.iterdir() if d.is_dir()]
         if _empty(areas, kill=True, wait=5.0):
             for directory in [*areas, stale]:
                 with contextlib.suppress(OSError):
                     directory.rmdir()
-
-
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
