@@ -17,11 +17,13 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
+from datetime import timedelta
 from typing import TYPE_CHECKING, Any, NoReturn
 
 from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
+    AirflowTaskTimeout,
     BaseOperator,
     ResumableJobMixin,
     conf,
@@ -44,7 +46,7 @@ if TYPE_CHECKING:
 
     from cocalc_tasks.model import CommandResult, ExecRequest
 
-__all__ = ["JOB_ID_KEY", "CocalcRunOperator"]
+__all__ = ["JOB_ID_KEY", "CocalcRunOperator", "defer_to_trigger", "raise_for_event"]
 
 #: XCom key of the job id, pushed as soon as the job exists.
 JOB_ID_KEY = "cocalc_job_id"
@@ -53,6 +55,11 @@ JOB_ID_KEY = "cocalc_job_id"
 DEFAULT_JOB_TIMEOUT = 3600.0
 #: How long after the job's own timeout a deferred wait gives up on a silent server.
 DEADLINE_MARGIN = 120.0
+#: How long after the trigger's own deadline Airflow fails the deferred task by itself (the
+#: trigger fires first and cancels the job; this only matters when no triggerer runs it).
+TRIGGER_GRACE = 300.0
+#: The trigger's ``reason`` when its deadline is the task's ``execution_timeout``.
+EXECUTION_TIMEOUT = "execution_timeout"
 
 
 class CocalcRunOperator(ResumableJobMixin, BaseOperator):
@@ -232,22 +239,11 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         ``get_job_result`` after it on a fresh submit: the result is therefore fetched here,
         once, and remembered."""
         job = self._job = _job_ref(external_id)
-        deadline = None
-        if self.timeout:
-            deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
         if self.deferrable:
-            from airflow_provider.triggers.cocalc import CocalcJobTrigger
-
-            self.defer(
-                trigger=CocalcJobTrigger(
-                    job_id=job["job_id"],
-                    project_id=job["project_id"],
-                    cocalc_conn_id=self.cocalc_conn_id,
-                    poll_interval=self.poll_interval,
-                    deadline=deadline,
-                ),
-                method_name="execute_complete",
-            )
+            defer_to_trigger(self, context, job, job_timeout=self.timeout)
+        deadline = None
+        if self.timeout:  # execution_timeout needs nothing here: Airflow interrupts the wait
+            deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
         from cocalc_tasks.reporting import OutputLines
 
         lines = OutputLines.to_logger(self.log)
@@ -301,6 +297,18 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         except CocalcError as exc:
             fail(exc)
 
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        """Cancel the job when Airflow fails the deferred task itself (no triggerer ran the
+        trigger to its deadline), then let Airflow raise as usual."""
+        if next_method == TRIGGER_FAILED:
+            job_id = context["ti"].xcom_pull(task_ids=self.task_id, key=JOB_ID_KEY)
+            if job_id:
+                project = self._request().project_id
+                cancel_quietly(self.cocalc_conn_id, str(job_id), str(project), self.log)
+        return super().resume_execution(next_method, next_kwargs, context)
+
     # -- kill -----------------------------------------------------------------------------------
     def on_kill(self) -> None:
         """Cancel the running job (SIGTERM to the task, or its ``execution_timeout``).
@@ -317,11 +325,77 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         self.log.info("cancelled CoCalc job %s: %s", job["job_id"], status.status)
 
 
+#: ``next_method`` of a deferred task that Airflow resumes only to fail it (trigger timeout).
+TRIGGER_FAILED = "__fail__"
+
+
+def wait_deadline(
+    operator: BaseOperator, context: Context, job_timeout: float | None
+) -> tuple[float | None, str | None]:
+    """When a deferred wait gives up (a Unix time), and why: at the task's ``execution_timeout``
+    (counted from the try's start, as for a task that never defers) or ``DEADLINE_MARGIN``
+    after the job's own ``timeout``, whichever comes first.
+
+    Airflow 3 applies ``execution_timeout`` only while a task runs on a worker, not while it
+    is deferred: without this, a deferred task would wait past it, and its job run on."""
+    now = time.time()
+    job_end = now + float(job_timeout) + DEADLINE_MARGIN if job_timeout else None
+    limit = operator.execution_timeout
+    if limit is None:
+        return job_end, None
+    started = context["ti"].start_date
+    task_end = (started.timestamp() if started else now) + limit.total_seconds()
+    if job_end is not None and job_end <= task_end:
+        return job_end, None
+    return task_end, EXECUTION_TIMEOUT
+
+
+def defer_to_trigger(
+    operator: BaseOperator,
+    context: Context,
+    job: Mapping[str, str],
+    *,
+    job_timeout: float | None,
+    kwargs: dict[str, Any] | None = None,
+) -> NoReturn:
+    """Hand the wait for ``job`` to :class:`~airflow_provider.triggers.cocalc.CocalcJobTrigger`,
+    with the deadline of :func:`wait_deadline`; resume in ``execute_complete``."""
+    from airflow_provider.triggers.cocalc import CocalcJobTrigger
+
+    deadline, reason = wait_deadline(operator, context, job_timeout)
+    operator.defer(
+        trigger=CocalcJobTrigger(
+            job_id=job["job_id"],
+            project_id=job["project_id"],
+            cocalc_conn_id=operator.cocalc_conn_id,  # type: ignore[attr-defined]
+            poll_interval=operator.poll_interval,  # type: ignore[attr-defined]
+            deadline=deadline,
+            reason=reason,
+        ),
+        method_name="execute_complete",
+        kwargs=kwargs,
+        timeout=None
+        if deadline is None
+        else timedelta(seconds=max(deadline - time.time(), 0) + TRIGGER_GRACE),
+    )
+
+
+def cancel_quietly(conn_id: str, job_id: str, project_id: str, log: Any) -> None:
+    """Cancel a job on the way to a failure that is already decided: log, never raise."""
+    try:
+        status = CocalcHook(conn_id).client.cancel(job_id, project_id=project_id)
+        log.warning("cancelled CoCalc job %s: %s", job_id, status.status)
+    except Exception as exc:
+        log.error("could not cancel CoCalc job %s: %s", job_id, exc)
+
+
 def raise_for_event(client: Any, event: Mapping[str, Any], log: Any, what: str = "job") -> None:
     """Return when :class:`~airflow_provider.triggers.cocalc.CocalcJobTrigger`'s event says
     the job is done. Otherwise raise what Airflow should see: a job that outlived its deadline
     is cancelled and ``AirflowException`` (retryable) raised, as for a transient failure of
-    the wait; any other failure is ``AirflowFailException``."""
+    the wait, or ``AirflowTaskTimeout`` when the deadline was the task's ``execution_timeout``
+    (retryable too, as Airflow's own timeouts are); any other failure is
+    ``AirflowFailException``."""
     status = event.get("status")
     if status == "done":
         return
@@ -332,6 +406,11 @@ def raise_for_event(client: Any, event: Mapping[str, Any], log: Any, what: str =
             client.cancel(job_id, project_id=project_id)
         except CocalcError as exc:
             fail(exc)
+        if event.get("reason") == EXECUTION_TIMEOUT:
+            raise AirflowTaskTimeout(
+                f"the task's execution_timeout passed while waiting for {what} {job_id}; "
+                "the job was cancelled"
+            )
         raise AirflowException(str(event.get("message") or f"the {what} outlived its deadline"))
     message = f"waiting for {what} {job_id} failed: {event.get('message')}"
     if event.get("transient"):

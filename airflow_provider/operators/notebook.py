@@ -23,7 +23,13 @@ from airflow.providers.common.compat.sdk import (
 
 from airflow_provider.hooks.cocalc import CocalcHook
 from airflow_provider.operators.cocalc import PROJECT_URL_KEY, fail, open_links, project_url
-from airflow_provider.operators.job import DEADLINE_MARGIN, raise_for_event
+from airflow_provider.operators.job import (
+    DEADLINE_MARGIN,
+    TRIGGER_FAILED,
+    cancel_quietly,
+    defer_to_trigger,
+    raise_for_event,
+)
 from cocalc_tasks.errors import CocalcError, CocalcNotebookError
 
 if TYPE_CHECKING:
@@ -139,21 +145,12 @@ class CocalcNotebookOperator(BaseOperator):
             context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
             context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())
             self.log.info("notebook job %s started", run.job_id)
-            deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
             if self.deferrable:
-                from airflow_provider.triggers.cocalc import CocalcJobTrigger
-
-                self.defer(
-                    trigger=CocalcJobTrigger(
-                        job_id=run.job_id,
-                        project_id=run.project_id,
-                        cocalc_conn_id=self.cocalc_conn_id,
-                        poll_interval=self.poll_interval,
-                        deadline=deadline,
-                    ),
-                    method_name="execute_complete",
-                    kwargs={"run": run.to_dict()},
+                job = {"job_id": run.job_id, "project_id": run.project_id}
+                defer_to_trigger(
+                    self, context, job, job_timeout=self.timeout, kwargs={"run": run.to_dict()}
                 )
+            deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
             from cocalc_tasks.notebooks.progress import runner_output
 
             lines = OutputLines.to_logger(self.log)
@@ -209,6 +206,18 @@ class CocalcNotebookOperator(BaseOperator):
         )
         for name, value in result.results.items():
             self.log.info("result %s = %r", name, value)
+
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        """Cancel the job when Airflow fails the deferred task itself (no triggerer ran the
+        trigger to its deadline), then let Airflow raise as usual."""
+        if next_method == TRIGGER_FAILED:
+            run = context["ti"].xcom_pull(task_ids=self.task_id, key=NOTEBOOK_RUN_KEY)
+            if isinstance(run, Mapping) and run.get("job_id"):
+                job, project = str(run["job_id"]), str(run.get("project_id"))
+                cancel_quietly(self.cocalc_conn_id, job, project, self.log)
+        return super().resume_execution(next_method, next_kwargs, context)
 
     def on_kill(self) -> None:
         """Cancel the notebook's job (SIGTERM to the task, or its ``execution_timeout``)."""

@@ -36,10 +36,12 @@ class CocalcJobTrigger(BaseTrigger):
         cocalc_conn_id: The ``cocalc`` connection (looked up in the triggerer).
         poll_interval: Seconds between polls; each poll's new output goes to the task log.
         deadline: Unix time after which the trigger stops waiting (``None``: no limit).
+        reason: What the deadline is (``"execution_timeout"``: the task's), echoed in the
+            timeout event for the operator to report.
 
     The event's payload: ``status`` is ``"done"`` (with ``job_status``, the job's own status),
-    ``"timeout"`` (the deadline passed; the job may still run) or ``"error"`` (with
-    ``message`` and ``transient``).
+    ``"timeout"`` (the deadline passed, with ``reason``; the job may still run: the operator
+    cancels it) or ``"error"`` (with ``message`` and ``transient``).
     """
 
     def __init__(
@@ -50,6 +52,7 @@ class CocalcJobTrigger(BaseTrigger):
         cocalc_conn_id: str = CocalcHook.default_conn_name,
         poll_interval: float = 5.0,
         deadline: float | None = None,
+        reason: str | None = None,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.job_id = job_id
@@ -57,6 +60,7 @@ class CocalcJobTrigger(BaseTrigger):
         self.cocalc_conn_id = cocalc_conn_id
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
+        self.reason = reason
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -67,6 +71,7 @@ class CocalcJobTrigger(BaseTrigger):
                 "cocalc_conn_id": self.cocalc_conn_id,
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
+                "reason": self.reason,
             },
         )
 
@@ -94,7 +99,7 @@ class CocalcJobTrigger(BaseTrigger):
             )
         except CocalcTimeoutError as exc:
             lines.flush()
-            yield self._event("timeout", message=str(exc))
+            yield self._event("timeout", message=str(exc), reason=self.reason)
             return
         except CocalcError as exc:
             yield self._event("error", message=str(exc), transient=exc.transient)

@@ -13,6 +13,7 @@ import re
 import threading
 import time
 import uuid
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from unittest import mock
@@ -21,10 +22,11 @@ import pytest
 from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
+    AirflowTaskTimeout,
     TaskDeferred,
 )
 
-from airflow_provider.operators.job import JOB_ID_KEY, CocalcRunOperator
+from airflow_provider.operators.job import JOB_ID_KEY, CocalcRunOperator, wait_deadline
 from airflow_provider.triggers.cocalc import CocalcJobTrigger
 from cocalc_tasks import CocalcClient
 from tests.airflow.conftest import resumable
@@ -231,7 +233,15 @@ def test_deferrable_submits_then_defers_with_only_ids(client: CocalcClient, proj
     assert deferred.value.method_name == "execute_complete"
     path, kwargs = trigger.serialize()
     assert path == "airflow_provider.triggers.cocalc.CocalcJobTrigger"
-    assert set(kwargs) == {"job_id", "project_id", "cocalc_conn_id", "poll_interval", "deadline"}
+    assert set(kwargs) == {
+        "job_id",
+        "project_id",
+        "cocalc_conn_id",
+        "poll_interval",
+        "deadline",
+        "reason",
+    }
+    assert kwargs["reason"] is None  # no execution_timeout: the job's own timeout bounds the wait
     assert kwargs["job_id"] == pushed(ctx, JOB_ID_KEY)[0] and kwargs["project_id"] == project
     assert 100 < kwargs["deadline"] - time.time() <= 100 + 120
     assert SECRET_KEY not in json.dumps(kwargs)
@@ -388,3 +398,62 @@ def test_a_resubmit_of_the_same_task_instance_attaches_to_its_job(
             task_id="t", command="sleep 2", project_id=str(uuid.UUID(int=7)), deferrable=False
         ).submit_job({"ti": ti})  # type: ignore[arg-type]
         assert other["job_id"] != ids[0]
+
+
+def test_execution_timeout_bounds_a_deferred_wait_and_cancels_the_job(
+    client: CocalcClient, project: str
+) -> None:
+    """Airflow applies ``execution_timeout`` only while a task runs on a worker: the trigger
+    gets it as its deadline, and its event cancels the job and fails the try as a timeout."""
+    op = CocalcRunOperator(
+        task_id="t",
+        command="sleep 60",
+        project_id=project,
+        deferrable=True,
+        timeout=3600,
+        poll_interval=0.2,
+        execution_timeout=timedelta(seconds=2),
+    )
+    ctx = context()
+    ctx["ti"].start_date = datetime.now(UTC)
+    with pytest.raises(TaskDeferred) as deferred:
+        op.execute(ctx)  # type: ignore[arg-type]
+    kwargs = deferred.value.trigger.serialize()[1]
+    assert kwargs["reason"] == "execution_timeout"
+    assert abs(kwargs["deadline"] - (ctx["ti"].start_date.timestamp() + 2)) < 0.01
+    # Airflow's own trigger timeout only backs the trigger up (no triggerer running it).
+    assert deferred.value.timeout.total_seconds() > 2 + 60
+    events, _, _ = drive(CocalcJobTrigger(**kwargs))
+    assert [(e["status"], e["reason"]) for e in events] == [("timeout", "execution_timeout")]
+    with pytest.raises(AirflowTaskTimeout, match="execution_timeout passed"):
+        op.execute_complete(context(), events[0])  # type: ignore[arg-type]
+    assert client.job(kwargs["job_id"]).status == "killed"
+
+
+def test_a_job_timeout_sooner_than_execution_timeout_stays_the_deadline(project: str) -> None:
+    op = CocalcRunOperator(
+        task_id="t",
+        command="x",
+        project_id=project,
+        timeout=10,
+        execution_timeout=timedelta(hours=1),
+    )
+    ctx = context()
+    ctx["ti"].start_date = datetime.now(UTC)
+    deadline, reason = wait_deadline(op, ctx, op.timeout)  # type: ignore[arg-type]
+    assert reason is None and deadline is not None and deadline - time.time() < 10 + 121
+
+
+def test_airflow_failing_the_deferral_itself_cancels_the_job(
+    client: CocalcClient, project: str
+) -> None:
+    """No triggerer fired in time, so the scheduler resumes the task only to fail it
+    (``__fail__``): the job is cancelled on the way, then Airflow's error raised."""
+    job = client.submit("sleep 60")
+    op = CocalcRunOperator(task_id="t", command="sleep 60", project_id=project)
+    ctx = context()
+    ctx["ti"].xcom_pull.return_value = job.job_id
+    with pytest.raises(Exception) as raised:
+        op.resume_execution("__fail__", {"error": "Trigger timeout"}, ctx)  # type: ignore[arg-type]
+    assert type(raised.value).__name__ == "TaskDeferralTimeout"
+    assert client.job(job).status == "killed"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 import uuid
 from pathlib import Path
 from typing import Any
@@ -180,6 +181,30 @@ def test_an_async_task_timeout_cancels_its_job(
 
     state = asyncio.run(f(return_state=True))  # type: ignore[call-overload]
     assert not state.is_completed()
+    job_ids = [
+        key[len(JOB_LABEL_PREFIX) :]
+        for key in flow_labels(str(state.state_details.flow_run_id))
+        if key.startswith(JOB_LABEL_PREFIX)
+    ]
+    assert len(job_ids) == 1 and starts(client) == 1
+    assert client.job(job_ids[0]).status == "killed"
+
+
+def test_a_sync_task_timeout_cancels_its_job(
+    creds: CocalcCredentials, client: CocalcClient
+) -> None:
+    """``timeout_seconds`` on the sync task: Prefect interrupts the waiting thread with its
+    cancellation, and the wait cancels the job on the way out."""
+
+    @flow
+    def f() -> str:
+        task = run_command.with_options(timeout_seconds=3, retries=0)
+        task(creds, "echo start >> runs.log; sleep 60", poll_interval=0.2)
+        return "unreachable"
+
+    started = time.monotonic()
+    state = f(return_state=True)
+    assert not state.is_completed() and time.monotonic() - started < 30
     job_ids = [
         key[len(JOB_LABEL_PREFIX) :]
         for key in flow_labels(str(state.state_details.flow_run_id))

@@ -1,0 +1,79 @@
+"""The steps under a real Airflow: API server, scheduler, dag-processor and triggerer, each its
+own process (``tests/support/airflow_deployment.py``), and DAGs triggered by hand.
+
+``dag.test()`` runs triggers in line and never applies a deferred task's timeout; here the
+triggerer runs the trigger and the scheduler enforces the deadline, as in production.
+"""
+
+from __future__ import annotations
+
+import re
+import textwrap
+import time
+import uuid
+from pathlib import Path
+
+import pytest
+
+from cocalc_tasks import CocalcClient
+from tests.conftest import SECRET_KEY
+from tests.support.airflow_deployment import AirflowDeployment, airflow_deployment
+
+DAG = """
+from datetime import timedelta
+
+from airflow.sdk import DAG
+
+from airflow_provider.operators.job import CocalcRunOperator
+
+with DAG("cocalc_deadline", schedule=None, catchup=False) as dag:
+    CocalcRunOperator(
+        task_id="long",
+        command="echo started >> runs.log; for i in $(seq 300); do echo tick $i; sleep 1; done",
+        project_id="{project}",
+        deferrable=True,
+        poll_interval=1,
+        timeout=3600,
+        execution_timeout=timedelta(seconds=20),
+    )
+"""
+
+
+@pytest.fixture(scope="module")
+def project() -> str:
+    return str(uuid.uuid4())
+
+
+@pytest.fixture
+def deployment(tmp_path: Path, cocalc_conn: str, project: str) -> AirflowDeployment:  # type: ignore[misc]
+    from cocalc_tasks.testing.airflow import connection_env
+
+    dags = tmp_path / "dags"
+    dags.mkdir()
+    (dags / "cocalc_deadline.py").write_text(textwrap.dedent(DAG).format(project=project))
+    env = connection_env(cocalc_conn, SECRET_KEY)
+    with airflow_deployment(tmp_path / "home", dags, env) as running:
+        yield running
+
+
+def test_execution_timeout_of_a_deferred_task_cancels_its_job(
+    deployment: AirflowDeployment, cocalc_conn: str, project: str
+) -> None:
+    """A deferred run operator whose ``execution_timeout`` (20 s) passes long before its job
+    would end (300 s): the real triggerer fires at that deadline, the task fails with a
+    timeout, and the CoCalc job is cancelled, not left running."""
+    client = CocalcClient(api_key=SECRET_KEY, host=cocalc_conn, project_id=project)
+    deployment.wait_for_dag("cocalc_deadline")
+    run_id = deployment.trigger("cocalc_deadline")
+    started = time.monotonic()
+    state = deployment.wait_for_run("cocalc_deadline", run_id, within=300)
+    elapsed = time.monotonic() - started
+    assert state == "failed", deployment.task_states("cocalc_deadline", run_id)
+    log = deployment.task_log("cocalc_deadline", run_id, "long")
+    assert "execution_timeout passed while waiting for job" in log, log[-4000:]
+    assert "tick 3" in log  # the triggerer streamed the job's output to the task's log
+    (job_id,) = set(re.findall(r"submitted CoCalc job ([0-9a-f-]{36})", log))
+    assert client.job(job_id, project_id=project).status == "killed"
+    assert client.exec("cat runs.log").stdout.count("started") == 1  # never run twice
+    assert elapsed < 200  # the deadline, not the job's 300 s, ended the task
+    assert SECRET_KEY not in log
