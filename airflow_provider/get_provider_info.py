@@ -54,6 +54,9 @@ def get_provider_info() -> dict[str, Any]:
                 ],
             }
         ],
+        "sensors": [
+            {"integration-name": "CoCalc", "python-modules": ["airflow_provider.sensors.cocalc"]}
+        ],
         "triggers": [
             {"integration-name": "CoCalc", "python-modules": ["airflow_provider.triggers.cocalc"]}
         ],

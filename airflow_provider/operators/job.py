@@ -46,7 +46,7 @@ if TYPE_CHECKING:
 
     from cocalc_tasks.model import CommandResult, ExecRequest
 
-__all__ = ["JOB_ID_KEY", "CocalcRunOperator", "defer_to_trigger", "raise_for_event"]
+__all__ = ["JOB_ID_KEY", "CocalcRunOperator", "defer_to_trigger", "judge_job", "raise_for_event"]
 
 #: XCom key of the job id, pushed as soon as the job exists.
 JOB_ID_KEY = "cocalc_job_id"
@@ -82,15 +82,18 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         poll_interval: Seconds between polls; each poll's new output goes to the task log.
         fail_on_nonzero: Fail the task (without retries) when the job exits non-zero or is
             killed. When False, the summary is returned whatever the exit code.
+        wait_for_completion: False: submit the job and return ``{"job_id", "project_id"}``
+            at once (fire and forget); a :class:`~airflow_provider.sensors.cocalc.CocalcJobSensor`
+            given that value waits for the job and judges it as this operator would.
         max_xcom_chars: Characters kept of stdout and of stderr in the XCom value (the end).
         cocalc_conn_id: The ``cocalc`` connection.
 
     ``durable`` (a keyword of Airflow's ``ResumableJobMixin``, Airflow 3.3+; default True) keeps
     the job id across tries, so a retry re-attaches to the running job.
 
-    Returns (XCom ``return_value``): ``exit_code``, ``status``, ``ok``, ``stdout`` and
-    ``stderr`` (cut to their ends), ``job_id``, ``elapsed``, ``command`` and ``stats`` (CPU and
-    memory summary).
+    Returns (XCom ``return_value``), when it waits: ``exit_code``, ``status``, ``ok``,
+    ``stdout`` and ``stderr`` (cut to their ends), ``job_id``, ``elapsed``, ``command`` and
+    ``stats`` (CPU and memory summary).
     """
 
     template_fields: Sequence[str] = (
@@ -125,6 +128,7 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
         fail_on_nonzero: bool = True,
+        wait_for_completion: bool = True,
         max_xcom_chars: int = DEFAULT_MAX_CHARS,
         cocalc_conn_id: str = CocalcHook.default_conn_name,
         **kwargs: Any,
@@ -156,6 +160,7 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         self.deferrable = deferrable
         self.poll_interval = poll_interval
         self.fail_on_nonzero = fail_on_nonzero
+        self.wait_for_completion = wait_for_completion
         self.max_xcom_chars = max_xcom_chars
         self.cocalc_conn_id = cocalc_conn_id
         self._hook: CocalcHook | None = None
@@ -200,6 +205,8 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
             url = ""
         context["ti"].xcom_push(key=PROJECT_URL_KEY, value=url)
         try:
+            if not self.wait_for_completion:  # the job key still stops a retry running it twice
+                return self.submit_job(context)
             return self.execute_resumable(context)
         except CocalcError as exc:
             fail(exc)
@@ -260,18 +267,18 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
 
     def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
         """Fetch the finished job (with its CPU and memory samples), log it, judge it."""
-        from cocalc_tasks.reporting import command_dict, command_log_records
 
         job = self._job = _job_ref(external_id)
         if self._result is not None and self._result["job_id"] == job["job_id"]:
             return self._result
-        status = self.hook.client.job(job["job_id"], project_id=job["project_id"], stats=True)
-        result = status.result(self._display())
-        for level, message in command_log_records(result):
-            getattr(self.log, level)("%s", message)
-        if self.fail_on_nonzero and not result.ok:
-            self._fail(result)
-        self._result = command_dict(result, self.max_xcom_chars)
+        self._result = judge_job(
+            self.hook.client,
+            job,
+            self.log,
+            display=self._display(),
+            fail_on_nonzero=self.fail_on_nonzero,
+            max_xcom_chars=self.max_xcom_chars,
+        )
         return self._result
 
     def _display(self) -> str | None:
@@ -279,13 +286,6 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
             return self._request().display
         except (CocalcError, OSError):
             return None
-
-    def _fail(self, result: CommandResult) -> NoReturn:
-        try:
-            result.raise_for_status()
-        except CocalcError as exc:
-            raise AirflowFailException(str(exc)) from exc
-        raise AirflowFailException(f"job {result.job_id} failed")  # pragma: no cover
 
     # -- deferrable: the trigger's event ----------------------------------------------------
     def execute_complete(self, context: Context, event: dict[str, Any]) -> dict[str, Any]:
@@ -323,6 +323,32 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
             job["job_id"], project_id=job["project_id"]
         )
         self.log.info("cancelled CoCalc job %s: %s", job["job_id"], status.status)
+
+
+def judge_job(
+    client: Any,
+    job: Mapping[str, str],
+    log: Any,
+    *,
+    display: str | None = None,
+    fail_on_nonzero: bool = True,
+    max_xcom_chars: int = DEFAULT_MAX_CHARS,
+) -> dict[str, Any]:
+    """Fetch a finished job (with its CPU and memory samples), log it, and judge it: a
+    non-zero exit or a killed job raises ``AirflowFailException`` when ``fail_on_nonzero``;
+    otherwise the compact summary that goes to XCom. The run operator and the sensor share it."""
+    from cocalc_tasks.reporting import command_dict, command_log_records
+
+    status = client.job(job["job_id"], project_id=job["project_id"], stats=True)
+    result: CommandResult = status.result(display)
+    for level, message in command_log_records(result):
+        getattr(log, level)("%s", message)
+    if fail_on_nonzero and not result.ok:
+        try:
+            result.raise_for_status()
+        except CocalcError as exc:
+            raise AirflowFailException(str(exc)) from exc
+    return command_dict(result, max_xcom_chars)
 
 
 #: ``next_method`` of a deferred task that Airflow resumes only to fail it (trigger timeout).

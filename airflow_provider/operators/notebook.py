@@ -37,12 +37,44 @@ if TYPE_CHECKING:
 
     from cocalc_tasks.notebooks import NotebookResult, NotebookRun
 
-__all__ = ["NOTEBOOK_URL_KEY", "CocalcNotebookLink", "CocalcNotebookOperator"]
+__all__ = ["NOTEBOOK_URL_KEY", "CocalcNotebookLink", "CocalcNotebookOperator", "collect_notebook"]
 
 #: XCom key of the executed notebook's URL, when ``output`` is an http(s) URL.
 NOTEBOOK_URL_KEY = "cocalc_notebook_url"
 #: XCom key of the submitted run (job id, work folder, output), read when the trigger fires.
 NOTEBOOK_RUN_KEY = "cocalc_notebook_run"
+
+
+def collect_notebook(
+    client: Any, run: NotebookRun, finished: Any, context: Context, log: Any
+) -> dict[str, Any]:
+    """Save the executed notebook of a finished run, log it and return its XCom summary; a
+    failing cell raises ``AirflowFailException`` (after the notebook up to it was saved).
+    The notebook operator and the sensor share it."""
+    try:
+        result = run.collect(client, finished)
+    except CocalcNotebookError as exc:
+        _push_link(exc.output, context)
+        raise AirflowFailException(str(exc)) from exc
+    _push_link(result.output, context)
+    _log_result(result, log)
+    return result.to_dict()
+
+
+def _push_link(output: str | None, context: Context) -> None:
+    if output and output.startswith(("http://", "https://")):
+        context["ti"].xcom_push(key=NOTEBOOK_URL_KEY, value=output)
+
+
+def _log_result(result: NotebookResult, log: Any) -> None:
+    log.info(
+        "executed %d cells in %.1f s; saved to %s",
+        len(result.notebook.cells),
+        result.elapsed or 0.0,
+        result.output or "(nowhere: no output given)",
+    )
+    for name, value in result.results.items():
+        log.info("result %s = %r", name, value)
 
 
 class CocalcNotebookLink(BaseOperatorLink):
@@ -71,6 +103,10 @@ class CocalcNotebookOperator(BaseOperator):
         timeout: Seconds the whole run may take (default one hour); cells have no limit.
         deferrable: Wait in the triggerer (default: ``[operators] default_deferrable``).
         poll_interval: Seconds between polls of the job.
+        wait_for_completion: False: start the run and return its record (``job_id``,
+            ``project_id``, work folder, output) at once; a
+            :class:`~airflow_provider.sensors.cocalc.CocalcJobSensor` given that value waits,
+            saves the executed notebook and returns what this operator would.
         cocalc_conn_id: The ``cocalc`` connection.
 
     Returns (XCom ``return_value``): ``output``, ``results`` (the values of the cells tagged
@@ -97,6 +133,7 @@ class CocalcNotebookOperator(BaseOperator):
         timeout: float = 3600.0,
         deferrable: bool = conf.getboolean("operators", "default_deferrable", fallback=False),
         poll_interval: float = 5.0,
+        wait_for_completion: bool = True,
         cocalc_conn_id: str = CocalcHook.default_conn_name,
         **kwargs: Any,
     ) -> None:
@@ -112,6 +149,7 @@ class CocalcNotebookOperator(BaseOperator):
         self.timeout = timeout
         self.deferrable = deferrable
         self.poll_interval = poll_interval
+        self.wait_for_completion = wait_for_completion
         self.cocalc_conn_id = cocalc_conn_id
         self._run: NotebookRun | None = None
 
@@ -145,6 +183,8 @@ class CocalcNotebookOperator(BaseOperator):
             context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
             context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())
             self.log.info("notebook job %s started", run.job_id)
+            if not self.wait_for_completion:
+                return run.to_dict()
             if self.deferrable:
                 job = {"job_id": run.job_id, "project_id": run.project_id}
                 defer_to_trigger(
@@ -161,7 +201,7 @@ class CocalcNotebookOperator(BaseOperator):
                 deadline=deadline - time.time(),
             )
             lines.flush()
-            return self._collect(hook, run, finished, context)
+            return collect_notebook(hook.client, run, finished, context, self.log)
         except CocalcError as exc:
             fail(exc)
 
@@ -177,35 +217,9 @@ class CocalcNotebookOperator(BaseOperator):
         raise_for_event(hook.client, event, self.log, what="notebook job")
         try:
             status = hook.client.job(notebook_run.job_id, project_id=notebook_run.project_id)
-            return self._collect(hook, notebook_run, status.result(), context)
+            return collect_notebook(hook.client, notebook_run, status.result(), context, self.log)
         except CocalcError as exc:
             fail(exc)
-
-    def _collect(
-        self, hook: CocalcHook, run: NotebookRun, finished: Any, context: Context
-    ) -> dict[str, Any]:
-        try:
-            result = run.collect(hook.client, finished)
-        except CocalcNotebookError as exc:
-            self._push_link(exc.output, context)
-            raise AirflowFailException(str(exc)) from exc
-        self._push_link(result.output, context)
-        self._log_result(result)
-        return result.to_dict()
-
-    def _push_link(self, output: str | None, context: Context) -> None:
-        if output and output.startswith(("http://", "https://")):
-            context["ti"].xcom_push(key=NOTEBOOK_URL_KEY, value=output)
-
-    def _log_result(self, result: NotebookResult) -> None:
-        self.log.info(
-            "executed %d cells in %.1f s; saved to %s",
-            len(result.notebook.cells),
-            result.elapsed or 0.0,
-            result.output or "(nowhere: no output given)",
-        )
-        for name, value in result.results.items():
-            self.log.info("result %s = %r", name, value)
 
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
