@@ -383,12 +383,14 @@ def defer_to_trigger(
     *,
     job_timeout: float | None,
     kwargs: dict[str, Any] | None = None,
+    notebook: bool = False,
 ) -> NoReturn:
     """Hand the wait for ``job`` to :class:`~airflow_provider.triggers.cocalc.CocalcJobTrigger`,
     with the deadline of :func:`wait_deadline`; resume in ``execute_complete``."""
-    from airflow_provider.triggers.cocalc import CocalcJobTrigger
+    from airflow_provider.triggers.cocalc import LOGGED_KEY, CocalcJobTrigger
 
     deadline, reason = wait_deadline(operator, context, job_timeout)
+    context["ti"].xcom_push(key=LOGGED_KEY, value={})  # nothing logged yet by a trigger
     operator.defer(
         trigger=CocalcJobTrigger(
             job_id=job["job_id"],
@@ -397,6 +399,7 @@ def defer_to_trigger(
             poll_interval=operator.poll_interval,  # type: ignore[attr-defined]
             deadline=deadline,
             reason=reason,
+            notebook=notebook,
         ),
         method_name="execute_complete",
         kwargs=kwargs,

@@ -188,7 +188,12 @@ class CocalcNotebookOperator(BaseOperator):
             if self.deferrable:
                 job = {"job_id": run.job_id, "project_id": run.project_id}
                 defer_to_trigger(
-                    self, context, job, job_timeout=self.timeout, kwargs={"run": run.to_dict()}
+                    self,
+                    context,
+                    job,
+                    job_timeout=self.timeout,
+                    kwargs={"run": run.to_dict()},
+                    notebook=True,
                 )
             deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
             from cocalc_tasks.notebooks.progress import runner_output

@@ -139,7 +139,7 @@ class CocalcJobSensor(BaseSensorOperator):
     def execute(self, context: Context) -> Any:
         if not self.deferrable:
             return super().execute(context)
-        from airflow_provider.triggers.cocalc import CocalcJobTrigger
+        from airflow_provider.triggers.cocalc import LOGGED_KEY, CocalcJobTrigger
 
         try:
             record = self._record()
@@ -149,6 +149,7 @@ class CocalcJobSensor(BaseSensorOperator):
         except CocalcError as exc:
             fail(exc)
         deadline = time.time() + self._seconds_left(context)
+        context["ti"].xcom_push(key=LOGGED_KEY, value={})  # nothing logged yet by a trigger
         self.defer(
             trigger=CocalcJobTrigger(
                 job_id=str(record["job_id"]),

@@ -3,11 +3,16 @@
 The trigger only reads: it polls ``async_get`` (an idempotent read) and never starts anything,
 so a triggerer restart that rebuilds it from :meth:`serialize` cannot run a job twice. Its
 kwargs hold no secret (a connection id, never a key): Airflow stores them in plain text.
+
+How much of the job's output it has logged is kept in the task's XCom (``cocalc_logged``,
+``{"stdout": chars, "stderr": chars}``), so a trigger rebuilt after a triggerer restart logs
+only what is new instead of the whole output again.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections.abc import AsyncIterator
 from typing import TYPE_CHECKING, Any
 
@@ -20,11 +25,71 @@ from cocalc_tasks.reporting import OutputLines
 
 if TYPE_CHECKING:
     from cocalc_tasks.client import CocalcClient
+    from cocalc_tasks.model import JobStatus
 
-__all__ = ["CocalcJobTrigger"]
+log = logging.getLogger(__name__)
+
+__all__ = ["LOGGED_KEY", "CocalcJobTrigger"]
 
 #: Bound on the cancel request sent when the task is killed while deferred.
 CANCEL_SECONDS = 30.0
+#: XCom key of the output offsets the trigger has logged (see the module's docstring).
+LOGGED_KEY = "cocalc_logged"
+
+
+class LoggedOutput:
+    """Where a trigger keeps how far it logged the job's output: its task's XCom. Airflow's XCom
+    calls are blocking: they run through asgiref's ``sync_to_async``, as Airflow's own
+    common-compat provider makes blocking calls from triggers, so that their messages to the
+    triggerer's supervisor go through its event loop (a plain thread would interleave them
+    with the loop's own on Airflow 3.0 and 3.1). Best effort: where no task instance or no
+    XCom is reachable (``dag.test()`` runs triggers in line), nothing is kept."""
+
+    def __init__(self, task_instance: Any) -> None:
+        self.where = None
+        if task_instance is not None:
+            self.where = {
+                "dag_id": task_instance.dag_id,
+                "task_id": task_instance.task_id,
+                "run_id": task_instance.run_id,
+                "map_index": task_instance.map_index,
+            }
+        self.saved: dict[str, int] = {}
+
+    async def read(self) -> dict[str, int]:
+        if self.where is None:
+            return {}
+        from asgiref.sync import sync_to_async
+
+        def get() -> Any:
+            from airflow.sdk.execution_time.xcom import XCom
+
+            return XCom.get_one(key=LOGGED_KEY, **self.where)  # type: ignore[arg-type]
+
+        try:
+            value = await sync_to_async(get)()
+        except Exception as exc:
+            log.debug("could not read %s: %s", LOGGED_KEY, exc)
+            return {}
+        if isinstance(value, dict):
+            self.saved = {str(k): int(v) for k, v in value.items() if isinstance(v, int)}
+        return dict(self.saved)
+
+    async def write(self, offsets: dict[str, int]) -> None:
+        if self.where is None or offsets == self.saved:
+            return
+        from asgiref.sync import sync_to_async
+
+        def put() -> None:
+            from airflow.sdk.execution_time.xcom import XCom
+
+            XCom.set(LOGGED_KEY, offsets, **self.where)  # type: ignore[arg-type]
+
+        try:
+            await sync_to_async(put)()
+            self.saved = dict(offsets)
+        except Exception as exc:
+            log.debug("could not write %s: %s", LOGGED_KEY, exc)
 
 
 class CocalcJobTrigger(BaseTrigger):
@@ -38,6 +103,7 @@ class CocalcJobTrigger(BaseTrigger):
         deadline: Unix time after which the trigger stops waiting (``None``: no limit).
         reason: What the deadline is (``"execution_timeout"``: the task's), echoed in the
             timeout event for the operator to report.
+        notebook: The job is a notebook run: its runner's protocol lines are not logged.
 
     The event's payload: ``status`` is ``"done"`` (with ``job_status``, the job's own status),
     ``"timeout"`` (the deadline passed, with ``reason``; the job may still run: the operator
@@ -53,6 +119,7 @@ class CocalcJobTrigger(BaseTrigger):
         poll_interval: float = 5.0,
         deadline: float | None = None,
         reason: str | None = None,
+        notebook: bool = False,
     ) -> None:
         super().__init__()  # type: ignore[no-untyped-call]
         self.job_id = job_id
@@ -61,6 +128,7 @@ class CocalcJobTrigger(BaseTrigger):
         self.poll_interval = float(poll_interval)
         self.deadline = deadline
         self.reason = reason
+        self.notebook = notebook
 
     def serialize(self) -> tuple[str, dict[str, Any]]:
         return (
@@ -72,6 +140,7 @@ class CocalcJobTrigger(BaseTrigger):
                 "poll_interval": self.poll_interval,
                 "deadline": self.deadline,
                 "reason": self.reason,
+                "notebook": self.notebook,
             },
         )
 
@@ -85,17 +154,41 @@ class CocalcJobTrigger(BaseTrigger):
     async def run(self) -> AsyncIterator[TriggerEvent]:
         """Poll until the job ends (:func:`~cocalc_tasks.client.poll_job`: each HTTP call in a
         worker thread, so the triggerer's event loop is never blocked)."""
-        lines = OutputLines.to_logger(self.log)
+        hide = None
+        if self.notebook:
+            from cocalc_tasks.notebooks.runner import STATUS_PREFIX
+
+            def hide(line: str) -> bool:
+                return line.startswith(STATUS_PREFIX)
+
+        lines = OutputLines.to_logger(self.log, hide)
+        logged = LoggedOutput(getattr(self, "task_instance", None))
+
+        async def on_status(status: JobStatus) -> None:
+            lines.update(status)
+            await logged.write(lines.logged())
+
         try:
             client = await self._client()
-            self.log.info("waiting for CoCalc job %s in project %s", self.job_id, self.project_id)
+            offsets = await logged.read()
+            if offsets:
+                lines.skip(offsets)
+                self.log.info(
+                    "resuming CoCalc job %s: its first %s characters of output were logged",
+                    self.job_id,
+                    sum(offsets.values()),
+                )
+            else:
+                self.log.info(
+                    "waiting for CoCalc job %s in project %s", self.job_id, self.project_id
+                )
             status = await poll_job(
                 client,
                 self.job_id,
                 self.project_id,
                 poll_interval=self.poll_interval,
                 deadline=self.deadline,
-                on_status=lines.update,
+                on_status=on_status,
             )
         except CocalcTimeoutError as exc:
             lines.flush()

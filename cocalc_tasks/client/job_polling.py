@@ -9,9 +9,10 @@ twin, with long polls.)
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING
 
 from cocalc_tasks.client.exec_calls import RECONNECT_SECONDS
@@ -33,11 +34,12 @@ async def poll_job(
     *,
     poll_interval: float = 2.0,
     deadline: float | None = None,
-    on_status: Callable[[JobStatus], None] | None = None,
+    on_status: Callable[[JobStatus], Awaitable[None] | None] | None = None,
 ) -> JobStatus:
     """Poll until the job ends and return its final record (``done`` is True).
 
-    ``on_status`` sees every record (e.g. ``OutputLines.update`` to stream the output).
+    ``on_status`` sees every record (e.g. ``OutputLines.update`` to stream the output); a
+    coroutine function is awaited.
     ``deadline`` is a Unix time: past it, :class:`~cocalc_tasks.errors.CocalcTimeoutError`
     is raised and the job keeps running. Transient errors are retried for
     ``RECONNECT_SECONDS``; others (an unknown job, a refused key) are raised at once.
@@ -59,7 +61,9 @@ async def poll_job(
         else:
             failing_since = None
             if on_status is not None:
-                on_status(status)
+                pending = on_status(status)
+                if inspect.isawaitable(pending):
+                    await pending
             if status.done:
                 return status
         if deadline is not None and time.time() >= deadline:

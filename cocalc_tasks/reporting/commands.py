@@ -34,24 +34,42 @@ class OutputLines:
     ``emit(stream, line)`` is called once per line; a partial line waits for its end (or for
     :meth:`flush`). Feed it either the new text (``feed``, e.g. from ``CocalcClient.wait``'s
     ``on_output``) or whole job records (``update``, which works out what is new).
+
+    ``hide(line)``, when given, drops the lines it is true for (e.g. a runner's protocol
+    lines). :meth:`logged` and :meth:`skip` let a waiter that is restarted (Airflow's
+    triggerer) carry on where the last one stopped instead of repeating the output.
     """
 
-    def __init__(self, emit: Callable[[str, str], None]) -> None:
+    def __init__(
+        self, emit: Callable[[str, str], None], hide: Callable[[str], bool] | None = None
+    ) -> None:
         self._emit = emit
+        self._hide = hide
         self._partial: dict[str, str] = {}
         self._seen: dict[str, int] = {}
         #: Lines passed on so far, per stream.
         self.lines: dict[str, int] = {"stdout": 0, "stderr": 0}
 
     @classmethod
-    def to_logger(cls, logger: Any) -> OutputLines:
+    def to_logger(cls, logger: Any, hide: Callable[[str], bool] | None = None) -> OutputLines:
         """Lines logged as ``[stdout] ...`` (info) and ``[stderr] ...`` (warning)."""
 
         def emit(stream: str, line: str) -> None:
             level = logger.warning if stream == "stderr" else logger.info
             level("[%s] %s", stream, line)
 
-        return cls(emit)
+        return cls(emit, hide)
+
+    def logged(self) -> dict[str, int]:
+        """Characters of each stream of the job's records passed on as whole lines so far
+        (with :meth:`update`): the offsets to :meth:`skip` to on a restart."""
+        return {
+            stream: seen - len(self._partial.get(stream, "")) for stream, seen in self._seen.items()
+        }
+
+    def skip(self, offsets: dict[str, int]) -> None:
+        """Start :meth:`update` at ``offsets`` (from :meth:`logged`): what precedes was logged."""
+        self._seen = {stream: int(offset) for stream, offset in offsets.items()}
 
     def feed(self, stream: str, text: str) -> None:
         buffered = self._partial.get(stream, "") + text
@@ -71,6 +89,8 @@ class OutputLines:
             self._partial[stream] = ""
 
     def _line(self, stream: str, line: str) -> None:
+        if self._hide is not None and self._hide(line):
+            return
         line = strip_ansi(line.rstrip("\r"))
         if "\r" in line:  # a progress bar: keep what the terminal would show last
             line = line.rsplit("\r", 1)[-1]

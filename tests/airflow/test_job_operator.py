@@ -240,6 +240,7 @@ def test_deferrable_submits_then_defers_with_only_ids(client: CocalcClient, proj
         "poll_interval",
         "deadline",
         "reason",
+        "notebook",
     }
     assert kwargs["reason"] is None  # no execution_timeout: the job's own timeout bounds the wait
     assert kwargs["job_id"] == pushed(ctx, JOB_ID_KEY)[0] and kwargs["project_id"] == project

@@ -73,7 +73,11 @@ def test_a_failing_cell_fails_the_task_without_retries_and_saves_the_notebook(
 
 def test_the_extra_link_points_at_an_http_output(airflow_db: Path) -> None:
     from airflow_provider.get_provider_info import get_provider_info
-    from airflow_provider.operators.notebook import CocalcNotebookLink, CocalcNotebookOperator
+    from airflow_provider.operators.notebook import (
+        CocalcNotebookLink,
+        CocalcNotebookOperator,
+        _push_link,
+    )
 
     assert (
         "airflow_provider.operators.notebook.CocalcNotebookLink"
@@ -87,6 +91,6 @@ def test_the_extra_link_points_at_an_http_output(airflow_db: Path) -> None:
         def xcom_push(self, key: str, value: Any) -> None:
             pushed[key] = value
 
-    op._push_link("https://reports.example.org/weekly.ipynb", {"ti": TI()})  # type: ignore[arg-type]
-    op._push_link("/tmp/local.ipynb", {"ti": TI()})  # type: ignore[arg-type]
+    _push_link("https://reports.example.org/weekly.ipynb", {"ti": TI()})  # type: ignore[arg-type]
+    _push_link("/tmp/local.ipynb", {"ti": TI()})  # type: ignore[arg-type]
     assert pushed == {"cocalc_notebook_url": "https://reports.example.org/weekly.ipynb"}

@@ -8,14 +8,17 @@ triggerer runs the trigger and the scheduler enforces the deadline, as in produc
 from __future__ import annotations
 
 import re
+import tempfile
 import textwrap
 import time
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from cocalc_tasks import CocalcClient
+from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
 from tests.support.airflow_deployment import AirflowDeployment, airflow_deployment
 
@@ -26,7 +29,7 @@ from airflow.sdk import DAG
 
 from airflow_provider.operators.job import CocalcRunOperator
 
-with DAG("cocalc_deadline", schedule=None, catchup=False) as dag:
+with DAG("cocalc_deadline", schedule=None, catchup=False) as deadline_dag:
     CocalcRunOperator(
         task_id="long",
         command="echo started >> runs.log; for i in $(seq 300); do echo tick $i; sleep 1; done",
@@ -36,6 +39,15 @@ with DAG("cocalc_deadline", schedule=None, catchup=False) as dag:
         timeout=3600,
         execution_timeout=timedelta(seconds=20),
     )
+
+with DAG("cocalc_triggerer_restart", schedule=None, catchup=False) as restart_dag:
+    CocalcRunOperator(
+        task_id="ticks",
+        command="for i in $(seq 40); do echo tick $i; sleep 1; done",
+        project_id="{project}",
+        deferrable=True,
+        poll_interval=1,
+    )
 """
 
 
@@ -44,25 +56,32 @@ def project() -> str:
     return str(uuid.uuid4())
 
 
-@pytest.fixture
-def deployment(tmp_path: Path, cocalc_conn: str, project: str) -> AirflowDeployment:  # type: ignore[misc]
+@pytest.fixture(scope="module")
+def cocalc_url(cocalc_server: LocalServer) -> str:
+    return cocalc_server.url
+
+
+@pytest.fixture(scope="module")
+def deployment(cocalc_url: str, project: str) -> Iterator[AirflowDeployment]:
+    """One deployment for the module: it takes half a minute to start."""
     from cocalc_tasks.testing.airflow import connection_env
 
-    dags = tmp_path / "dags"
-    dags.mkdir()
-    (dags / "cocalc_deadline.py").write_text(textwrap.dedent(DAG).format(project=project))
-    env = connection_env(cocalc_conn, SECRET_KEY)
-    with airflow_deployment(tmp_path / "home", dags, env) as running:
-        yield running
+    with tempfile.TemporaryDirectory(prefix="cocalc-airflow-deploy-") as tmp:
+        dags = Path(tmp) / "dags"
+        dags.mkdir()
+        (dags / "cocalc_steps.py").write_text(textwrap.dedent(DAG).format(project=project))
+        env = connection_env(cocalc_url, SECRET_KEY)
+        with airflow_deployment(Path(tmp) / "home", dags, env) as running:
+            yield running
 
 
 def test_execution_timeout_of_a_deferred_task_cancels_its_job(
-    deployment: AirflowDeployment, cocalc_conn: str, project: str
+    deployment: AirflowDeployment, cocalc_url: str, project: str
 ) -> None:
     """A deferred run operator whose ``execution_timeout`` (20 s) passes long before its job
     would end (300 s): the real triggerer fires at that deadline, the task fails with a
     timeout, and the CoCalc job is cancelled, not left running."""
-    client = CocalcClient(api_key=SECRET_KEY, host=cocalc_conn, project_id=project)
+    client = CocalcClient(api_key=SECRET_KEY, host=cocalc_url, project_id=project)
     deployment.wait_for_dag("cocalc_deadline")
     run_id = deployment.trigger("cocalc_deadline")
     started = time.monotonic()
@@ -77,3 +96,23 @@ def test_execution_timeout_of_a_deferred_task_cancels_its_job(
     assert client.exec("cat runs.log").stdout.count("started") == 1  # never run twice
     assert elapsed < 200  # the deadline, not the job's 300 s, ended the task
     assert SECRET_KEY not in log
+
+
+def test_a_triggerer_restart_logs_no_line_twice(deployment: AirflowDeployment) -> None:
+    """Restart the triggerer while it streams a deferred job's output: the rebuilt trigger
+    goes on from where the last one stopped (its offsets are in XCom), so every line of the
+    job is in the task's log exactly once, and the job ran once."""
+    deployment.wait_for_dag("cocalc_triggerer_restart")
+    run_id = deployment.trigger("cocalc_triggerer_restart")
+    deadline = time.monotonic() + 120
+    while "tick 8" not in deployment.task_log("cocalc_triggerer_restart", run_id, "ticks"):
+        assert time.monotonic() < deadline, deployment.logs()
+        time.sleep(0.5)
+    deployment.restart("triggerer")
+    state = deployment.wait_for_run("cocalc_triggerer_restart", run_id, within=240)
+    log = deployment.task_log("cocalc_triggerer_restart", run_id, "ticks")
+    assert state == "success", log[-4000:]
+    ticks = re.findall(r"\[stdout\] tick (\d+)\b", log)
+    assert sorted(map(int, ticks)) == list(range(1, 41)), ticks  # each once, none lost
+    assert "resuming CoCalc job" in log  # the second trigger knew what was logged
+    assert len(set(re.findall(r"submitted CoCalc job ([0-9a-f-]{36})", log))) == 1

@@ -18,9 +18,9 @@ import subprocess
 import sys
 import time
 from collections.abc import Iterator, Mapping
-from contextlib import ExitStack, contextmanager
+from contextlib import contextmanager
 from pathlib import Path
-from typing import IO, Any
+from typing import Any
 
 from tests.support.flaky_server import closed_port
 
@@ -94,6 +94,24 @@ class AirflowDeployment:
             time.sleep(1)
         raise AssertionError(f"{dag_id} {run_id} never ended: {self.task_states(dag_id, run_id)}")
 
+    def restart(self, name: str) -> None:
+        """Stop a component (SIGTERM, as a deploy or a crash-looping pod does) and start it
+        again; its output goes on in the same file."""
+        proc = self.procs[name]
+        os.killpg(proc.pid, signal.SIGTERM)
+        proc.wait(60)
+        self.procs[name] = self._start(name)
+
+    def _start(self, name: str) -> subprocess.Popen[Any]:
+        with (self.home / f"{name}.out").open("a") as out:
+            return subprocess.Popen(
+                [sys.executable, "-m", "airflow", name],
+                env=self.env,
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,  # its own group: stopping it stops what it started
+            )
+
     def check_alive(self) -> None:
         for name, proc in self.procs.items():
             if proc.poll() is not None:
@@ -147,19 +165,13 @@ def airflow_deployment(
         stdout=subprocess.DEVNULL,
         timeout=300,
     )
-    procs: dict[str, subprocess.Popen[Any]] = {}
-    with ExitStack() as stack:
+    deployment = AirflowDeployment(home, env, {})
+    try:
         for name in COMPONENTS:
-            out: IO[str] = stack.enter_context((home / f"{name}.out").open("w"))
-            procs[name] = subprocess.Popen(
-                [sys.executable, "-m", "airflow", name],
-                env=env,
-                stdout=out,
-                stderr=subprocess.STDOUT,
-                start_new_session=True,  # its own group: stopping it stops what it started
-            )
-        stack.callback(_stop, procs)
-        yield AirflowDeployment(home, env, procs)
+            deployment.procs[name] = deployment._start(name)
+        yield deployment
+    finally:
+        _stop(deployment.procs)
 
 
 def _stop(procs: Mapping[str, subprocess.Popen[Any]]) -> None:

@@ -61,6 +61,28 @@ def test_records_give_only_what_is_new() -> None:
     assert new_output(status("z"), offsets) == [("stdout", "z")]
 
 
+def test_a_restarted_reader_goes_on_where_the_last_one_stopped() -> None:
+    """What a trigger keeps (``logged``) and a rebuilt one starts from (``skip``): whole lines
+    only, so a line cut by the restart is logged once, whole, by the second reader."""
+    first: list[str] = []
+    lines = OutputLines(lambda stream, line: first.append(line))
+    lines.update(status("one\ntwo\nthr", "warn\n"))
+    offsets = lines.logged()
+    assert first == ["one", "two", "warn"] and offsets == {"stdout": 8, "stderr": 5}
+    second: list[str] = []
+    again = OutputLines(lambda stream, line: second.append(line))
+    again.skip(offsets)
+    again.update(status("one\ntwo\nthree\nfour\n", "warn\n"))
+    assert second == ["three", "four"]
+
+
+def test_hidden_lines_are_not_passed_on() -> None:
+    seen: list[str] = []
+    lines = OutputLines(lambda stream, line: seen.append(line), hide=lambda line: line[0] == "#")
+    lines.feed("stdout", "#protocol\nshown\n")
+    assert seen == ["shown"]
+
+
 def finished() -> CommandResult:
     return JobStatus.from_response(body("exec_async_completed.json"), job_id=JOB).result("loop")
 
