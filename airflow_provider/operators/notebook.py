@@ -18,11 +18,18 @@ from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     BaseOperator,
     BaseOperatorLink,
+    ResumableJobMixin,
     conf,
 )
 
 from airflow_provider.hooks.cocalc import CocalcHook
-from airflow_provider.operators.cocalc import PROJECT_URL_KEY, fail, open_links, project_url
+from airflow_provider.operators.cocalc import (
+    PROJECT_URL_KEY,
+    fail,
+    job_key,
+    open_links,
+    project_url,
+)
 from airflow_provider.operators.job import (
     DEADLINE_MARGIN,
     TRIGGER_FAILED,
@@ -30,7 +37,12 @@ from airflow_provider.operators.job import (
     defer_to_trigger,
     raise_for_event,
 )
-from cocalc_tasks.errors import CocalcError, CocalcNotebookError
+from cocalc_tasks.errors import (
+    CocalcError,
+    CocalcNotebookError,
+    CocalcUnknownJobError,
+    CocalcValidationError,
+)
 
 if TYPE_CHECKING:
     from airflow.providers.common.compat.sdk import Context
@@ -88,7 +100,7 @@ class CocalcNotebookLink(BaseOperatorLink):
         return str(XCom.get_value(key=NOTEBOOK_URL_KEY, ti_key=ti_key) or "")
 
 
-class CocalcNotebookOperator(BaseOperator):
+class CocalcNotebookOperator(ResumableJobMixin, BaseOperator):
     """Run a notebook in a CoCalc project with injected parameters.
 
     Args:
@@ -112,7 +124,8 @@ class CocalcNotebookOperator(BaseOperator):
     Returns (XCom ``return_value``): ``output``, ``results`` (the values of the cells tagged
     ``result``), ``ok``, ``kernel``, ``parameters``, ``job_id``, ``elapsed``, ``cells``. A
     failing cell fails the task (without retries: it would fail again) after the notebook up
-    to it was saved. A retry after a crash runs the notebook again.
+    to it was saved. A retry after a worker crash re-attaches to the running notebook job
+    (Airflow 3.3+, ``ResumableJobMixin``; and on servers that honour job keys, by its key).
     """
 
     # ``output`` is kept as ``output_path``: BaseOperator.output is the task's XComArg.
@@ -120,6 +133,8 @@ class CocalcNotebookOperator(BaseOperator):
     template_fields_renderers = {"parameters": "json"}
     ui_color = "#f37726"
     operator_extra_links = (CocalcNotebookLink(),)
+    #: Key of the run in the task state store; never rename (in-flight retries read it).
+    external_id_key = "cocalc_notebook_run"
 
     def __init__(
         self,
@@ -152,6 +167,14 @@ class CocalcNotebookOperator(BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.cocalc_conn_id = cocalc_conn_id
         self._run: NotebookRun | None = None
+        self._result: dict[str, Any] | None = None
+        self._hook: CocalcHook | None = None
+
+    @property
+    def hook(self) -> CocalcHook:
+        if self._hook is None:
+            self._hook = CocalcHook(self.cocalc_conn_id)
+        return self._hook
 
     def _source(self) -> str:
         from pathlib import Path
@@ -163,52 +186,97 @@ class CocalcNotebookOperator(BaseOperator):
         folder = getattr(getattr(self, "dag", None), "folder", None)
         return str(Path(folder or ".") / self.notebook)
 
-    def execute(self, context: Context) -> dict[str, Any]:
-        from cocalc_tasks.notebooks import submit_notebook
-        from cocalc_tasks.reporting import OutputLines
-
+    def execute(self, context: Context) -> Any:
         open_links(context, PROJECT_URL_KEY, NOTEBOOK_URL_KEY)
-        hook = CocalcHook(self.cocalc_conn_id)
         try:
-            run = self._run = submit_notebook(
-                hook.client,
-                self._source(),
-                parameters=self.parameters,
-                kernel=self.kernel,
-                project_id=self.project_id or hook.project_id,
-                path=self.path,
-                output=self.output_path,
-                timeout=self.timeout,
-            )
-            context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
-            context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())
-            self.log.info("notebook job %s started", run.job_id)
-            if not self.wait_for_completion:
-                return run.to_dict()
-            if self.deferrable:
-                job = {"job_id": run.job_id, "project_id": run.project_id}
-                defer_to_trigger(
-                    self,
-                    context,
-                    job,
-                    job_timeout=self.timeout,
-                    kwargs={"run": run.to_dict()},
-                    notebook=True,
-                )
-            deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
-            from cocalc_tasks.notebooks.progress import runner_output
-
-            lines = OutputLines.to_logger(self.log)
-            finished = hook.client.wait(
-                run.job,
-                on_output=runner_output(lines.feed, None),  # progress lines; no protocol
-                poll_interval=self.poll_interval,
-                deadline=deadline - time.time(),
-            )
-            lines.flush()
-            return collect_notebook(hook.client, run, finished, context, self.log)
+            if not self.wait_for_completion:  # the job key still stops a retry running it twice
+                return self.submit_job(context)
+            return self.execute_resumable(context)
         except CocalcError as exc:
             fail(exc)
+
+    # -- the steps: submit, or re-attach (ResumableJobMixin drives these, as for the run
+    # operator; the stored id is the run's record, which collecting the notebook needs) ----
+    def submit_job(self, context: Context) -> dict[str, Any]:
+        from cocalc_tasks.notebooks import submit_notebook
+
+        hook = self.hook
+        run = self._run = submit_notebook(
+            hook.client,
+            self._source(),
+            parameters=self.parameters,
+            kernel=self.kernel,
+            project_id=self.project_id or hook.project_id,
+            path=self.path,
+            output=self.output_path,
+            timeout=self.timeout,
+            job_key=job_key(context),
+        )
+        context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
+        context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())
+        self.log.info("notebook job %s started", run.job_id)
+        return run.to_dict()
+
+    def get_job_status(self, external_id: Any, context: Context) -> str:
+        """The run's job status, or ``"unknown"`` when the server no longer has it."""
+        run = self._stored(external_id)
+        try:
+            status = self.hook.client.job(run.job_id, project_id=run.project_id)
+        except CocalcUnknownJobError:
+            return "unknown"
+        self._run = run
+        context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())  # for the trigger
+        return status.status
+
+    def is_job_active(self, status: str) -> bool:
+        return status == "running"
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """A run that went to its end is collected, not run again (a failing cell included:
+        it would fail again); a cancelled or killed one is submitted anew."""
+        return status == "completed"
+
+    def poll_until_complete(self, external_id: Any, context: Context) -> Any:
+        """Wait for the run (or defer), then collect it once (see the run operator's)."""
+        from cocalc_tasks.notebooks.progress import runner_output
+        from cocalc_tasks.reporting import OutputLines
+
+        run = self._run = self._stored(external_id)
+        if self.deferrable:
+            job = {"job_id": run.job_id, "project_id": run.project_id}
+            defer_to_trigger(
+                self,
+                context,
+                job,
+                job_timeout=self.timeout,
+                kwargs={"run": run.to_dict()},
+                notebook=True,
+            )
+        deadline = time.time() + float(self.timeout) + DEADLINE_MARGIN
+        lines = OutputLines.to_logger(self.log)
+        self.hook.client.wait(
+            run.job,
+            on_output=runner_output(lines.feed, None),  # progress lines; no protocol
+            poll_interval=self.poll_interval,
+            deadline=deadline - time.time(),
+        )
+        lines.flush()
+        return self.get_job_result(external_id, context)
+
+    def get_job_result(self, external_id: Any, context: Context) -> dict[str, Any]:
+        run = self._run = self._stored(external_id)
+        if self._result is not None and self._result.get("job_id") == run.job_id:
+            return self._result
+        status = self.hook.client.job(run.job_id, project_id=run.project_id)
+        self._result = collect_notebook(self.hook.client, run, status.result(), context, self.log)
+        return self._result
+
+    def _stored(self, external_id: Any) -> NotebookRun:
+        from cocalc_tasks.notebooks import NotebookRun
+
+        if not isinstance(external_id, Mapping) or not external_id.get("job_id"):
+            raise CocalcValidationError(f"not a stored notebook run: {external_id!r:.200}")
+        return NotebookRun.from_dict(external_id)
 
     def execute_complete(
         self, context: Context, event: dict[str, Any], run: dict[str, Any] | None = None
@@ -217,12 +285,10 @@ class CocalcNotebookOperator(BaseOperator):
 
         if run is None:  # resumed without the deferral's kwargs (dag.test runs triggers in line)
             run = context["ti"].xcom_pull(task_ids=self.task_id, key=NOTEBOOK_RUN_KEY)
-        notebook_run = self._run = NotebookRun.from_dict(run or {})
-        hook = CocalcHook(self.cocalc_conn_id)
-        raise_for_event(hook.client, event, self.log, what="notebook job")
+        self._run = NotebookRun.from_dict(run or {})
+        raise_for_event(self.hook.client, event, self.log, what="notebook job")
         try:
-            status = hook.client.job(notebook_run.job_id, project_id=notebook_run.project_id)
-            return collect_notebook(hook.client, notebook_run, status.result(), context, self.log)
+            return self.get_job_result(run, context)
         except CocalcError as exc:
             fail(exc)
 

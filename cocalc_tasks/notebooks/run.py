@@ -19,6 +19,7 @@ remote exception, after the notebook, which ends at that cell, has been saved.
 from __future__ import annotations
 
 import ast
+import hashlib
 import json
 import logging
 import time
@@ -350,15 +351,23 @@ def submit_notebook(
     path: str | None = None,
     output: str | None = None,
     timeout: float | None = None,
+    job_key: str | None = None,
 ) -> NotebookRun:
-    """Upload and start a notebook job; returns at once (see :func:`run_notebook`)."""
+    """Upload and start a notebook job; returns at once (see :func:`run_notebook`).
+
+    ``job_key``: where the server honours keys (CoCalc's rewrite), a second submit with the
+    same key returns the job the first one started instead of a new one. The work folder is
+    then derived from the key, so that the second submit's command is the first one's."""
     project = project_id or client.project_id
     if not project:
         raise CocalcValidationError("a notebook runs in a project: pass project_id")
     params = dict(parameters or {})
     notebook_runner.render_parameters(params, "python")  # refused here, before any upload
     data = _notebook_bytes(notebook)
-    workdir = f"{_WORK}/{uuid.uuid4().hex}"
+    if job_key:
+        workdir = f"{_WORK}/{hashlib.sha256(job_key.encode()).hexdigest()[:32]}"
+    else:
+        workdir = f"{_WORK}/{uuid.uuid4().hex}"
     runner = Path(notebook_runner.__file__).read_bytes()
     upload(client, runner, f"{workdir}/runner.py", project_id=project, path=path)
     if data is not None:
@@ -380,7 +389,7 @@ def submit_notebook(
         path=path,
         timeout=timeout or DEFAULT_TIMEOUT,
     )
-    job = client.submit_request(request)
+    job = client.submit_request(request, job_key=job_key)
     log.info("notebook job %s started in project %s", job.job_id, project)
     return NotebookRun(job, workdir, project, path, params, output)
 

@@ -94,3 +94,77 @@ def test_the_extra_link_points_at_an_http_output(airflow_db: Path) -> None:
     _push_link("https://reports.example.org/weekly.ipynb", {"ti": TI()})  # type: ignore[arg-type]
     _push_link("/tmp/local.ipynb", {"ti": TI()})  # type: ignore[arg-type]
     assert pushed == {"cocalc_notebook_url": "https://reports.example.org/weekly.ipynb"}
+
+
+def test_the_next_try_reattaches_to_the_running_notebook(
+    airflow_db: Path, cocalc_conn: str, tmp_path: Path
+) -> None:
+    """A worker that died while its notebook ran: the next try of the task instance finds the
+    run in the task state store and waits for that job instead of running the notebook again
+    (Airflow 3.3+; below it every try starts a run, as the guide says)."""
+    from airflow.providers.common.compat.sdk import TaskDeferred
+
+    from airflow_provider.operators.notebook import CocalcNotebookOperator
+    from cocalc_tasks import CocalcClient
+    from tests.airflow.conftest import resumable
+    from tests.airflow.test_job_operator import StateStore, context
+    from tests.notebooks.builders import notebook
+
+    source = tmp_path / "counted.ipynb"
+    cells = [
+        ("import time\nopen('starts.log', 'a').write('start\\n')", []),
+        ("time.sleep(3)\nanswer = 6 * 7\nanswer", ["result:answer"]),
+    ]
+    nbformat.write(notebook(cells), source)
+    project = str(uuid.uuid4())
+
+    def operator(**options: Any) -> CocalcNotebookOperator:
+        return CocalcNotebookOperator(
+            task_id="report",
+            notebook=str(source),
+            project_id=project,
+            output=str(tmp_path / "out.ipynb"),
+            poll_interval=0.3,
+            **options,
+        )
+
+    store = StateStore()
+    with pytest.raises(TaskDeferred) as deferred:  # the first try defers, then its worker dies
+        operator(deferrable=True).execute(context(store))  # type: ignore[arg-type]
+    first = deferred.value.trigger.serialize()[1]["job_id"]
+    value = operator(deferrable=False).execute(context(store))  # type: ignore[arg-type]
+    assert value["ok"] and value["results"]["answer"] == 42
+    client = CocalcClient(api_key=SECRET_KEY, host=cocalc_conn, project_id=project)
+    starts = client.exec("cat starts.log").stdout.count("start")
+    assert (value["job_id"] == first) is resumable()
+    assert starts == (1 if resumable() else 2)
+    assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[1].outputs
+
+
+def test_a_resubmitted_notebook_attaches_through_its_job_key(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Where the server honours job keys (CoCalc's rewrite), two tries' submits of the same
+    task instance get one job: the work folder comes from the key, so the command matches."""
+    from unittest import mock
+
+    from airflow_provider.operators.notebook import CocalcNotebookOperator
+    from cocalc_tasks.server.local_server import LocalServer
+    from cocalc_tasks.testing.airflow import connection_env
+    from tests.notebooks.builders import notebook
+    from tests.server.test_flavors import V2_KEY
+
+    source = tmp_path / "slow.ipynb"
+    nbformat.write(notebook([("import time\ntime.sleep(2)", [])]), source)
+    args = ["--flavor", "cocalc-ai", "--pool-size", "0"]
+    with LocalServer(data_dir=tmp_path / "server", api_keys=[V2_KEY], args=args) as server:
+        for name, value in connection_env(server.url, V2_KEY).items():
+            monkeypatch.setenv(name, value)
+        ti = mock.MagicMock(dag_id="d", task_id="t", run_id="manual__1", map_index=-1)
+        ids = [
+            CocalcNotebookOperator(
+                task_id="t", notebook=str(source), project_id=str(uuid.UUID(int=8))
+            ).submit_job({"ti": ti})["job_id"]  # type: ignore[arg-type]
+            for _ in range(2)
+        ]
+        assert ids[0] == ids[1]
