@@ -33,6 +33,9 @@ from prefect_tasks.jobs import (
     exec_request,
     record_job,
     run_logger,
+    started_job,
+    task_call,
+    task_job_key,
     wait_job,
 )
 from prefect_tasks.tasks import TASK_OPTIONS
@@ -51,15 +54,15 @@ def _task_run_id() -> uuid.UUID | None:
     return context.task_run.id if context is not None else None
 
 
-def _flow_run_id() -> uuid.UUID | None:
-    context = TaskRunContext.get()
-    return context.task_run.flow_run_id if context is not None else None
-
-
 def _start(credentials: CocalcCredentials, request: ExecRequest) -> Job:
-    """Re-attach to this task run's job from an earlier try, or submit a new one."""
+    """Re-attach to this task call's job from an earlier try, or submit a new one.
+
+    The earlier try's job is found in this process's memory, or else in the flow run's labels
+    (a try in a new process, after a worker died); and where the server honours job keys
+    (CoCalc's rewrite), the submit itself returns it."""
     logger = run_logger()
     run_id = _task_run_id()
+    call = task_call()
     with credentials.get_client() as client:
         earlier = _STARTED.get(run_id) if run_id is not None else None
         if earlier is not None:
@@ -70,13 +73,13 @@ def _start(credentials: CocalcCredentials, request: ExecRequest) -> Job:
             if state in ("running", "completed"):
                 logger.info("re-attaching to CoCalc job %s (%s)", earlier.job_id, state)
                 return earlier
-        # One key per task run, whatever its try: where the server supports keys (CoCalc's
-        # rewrite), a retry in a new process attaches to the job this run already started.
-        key = f"prefect/{_flow_run_id()}/{run_id}" if run_id is not None else None
-        job = client.submit_request(request, job_key=key)
+        recorded = started_job(credentials, call)
+        if recorded is not None:
+            return recorded
+        job = client.submit_request(request, job_key=task_job_key())
     if run_id is not None:
         _STARTED[run_id] = job
-    record_job(job)
+    record_job(job, call=call)
     logger.info("submitted CoCalc job %s: %s", job.job_id, request.display)
     return job
 

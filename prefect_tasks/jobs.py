@@ -5,6 +5,10 @@ Every job started inside a flow run is recorded as a label of that run,
 ``cocalc.job.<job id>: <project id>``, as soon as it exists. That record is what
 :func:`cancel_cocalc_jobs` reads when the run is cancelled, in whichever process Prefect runs
 the hook (the flow's own, or the runner's after it has stopped the flow's).
+
+The task that started it is recorded too, ``cocalc.task.<task key>.<dynamic key>: <job id>
+<project id>``: a later try of the same task in the same flow run, in this process or in a
+new one after a worker died, finds its job there (:func:`started_job`) and attaches to it.
 """
 
 from __future__ import annotations
@@ -18,28 +22,36 @@ from typing import Any
 import anyio
 from prefect import get_run_logger
 from prefect.blocks.abstract import JobBlock, JobRun
-from prefect.context import FlowRunContext
+from prefect.context import FlowRunContext, TaskRunContext
 from prefect.exceptions import MissingContextError
 from pydantic import Field
 
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.client import poll_job
+from cocalc_tasks.errors import CocalcError
 from cocalc_tasks.model import CommandResult, ExecRequest, Job, JobStatus, script_request
 from cocalc_tasks.reporting import OutputLines, command_log_records, command_markdown
 from prefect_tasks.credentials import LOGO_URL, CocalcCredentials
 
 __all__ = [
     "JOB_LABEL_PREFIX",
+    "TASK_LABEL_PREFIX",
     "CocalcJob",
     "CocalcJobRun",
     "FlowRunCancelling",
     "await_job",
     "cancel_cocalc_jobs",
     "exec_request",
+    "record_job",
+    "started_job",
+    "task_job_key",
 ]
 
 #: Flow-run label of a job: ``cocalc.job.<job id>`` -> project id (``done`` once it ended).
 JOB_LABEL_PREFIX = "cocalc.job."
+#: Flow-run label of the job a task call started: ``cocalc.task.<task key>.<dynamic key>`` ->
+#: ``<job id> <project id>``.
+TASK_LABEL_PREFIX = "cocalc.task."
 #: Default remote time limit of a job (CoCalc's own default, 60 s, is too short for jobs).
 DEFAULT_JOB_TIMEOUT = 3600.0
 
@@ -73,21 +85,81 @@ def run_logger() -> Any:
         return log
 
 
-def record_job(job: Job, value: str | None = None) -> None:
-    """Label the current flow run with the job (best effort: without a run, or without an
-    API to reach, the job is not recorded and only the task itself can cancel it)."""
+def task_call() -> str | None:
+    """This task call's identity in its flow run, the same for each of its tries and across
+    processes: ``<task key>.<dynamic key>`` (``None`` outside a task run)."""
+    context = TaskRunContext.get()
+    if context is None:
+        return None
+    return f"{context.task_run.task_key}.{context.task_run.dynamic_key}"
+
+
+def task_job_key() -> str | None:
+    """The ``job_key`` of this task call's job (see :func:`task_call`)."""
+    context = TaskRunContext.get()
+    call = task_call()
+    if context is None or call is None:
+        return None
+    return f"prefect/{context.task_run.flow_run_id}/{call}"
+
+
+def _flow_run_id() -> Any:
+    task_context = TaskRunContext.get()
+    if task_context is not None:
+        return task_context.task_run.flow_run_id
     context = FlowRunContext.get()
-    if context is None or context.flow_run is None:
+    return context.flow_run.id if context is not None and context.flow_run is not None else None
+
+
+def record_job(job: Job, value: str | None = None, *, call: str | None = None) -> None:
+    """Label the current flow run with the job, and with the task ``call`` that started it
+    (best effort: without a run, or without an API to reach, the job is not recorded and only
+    the task itself can cancel it)."""
+    flow_run_id = _flow_run_id()
+    if flow_run_id is None:
         return
+    labels: dict[str, bool | int | float | str] = {
+        JOB_LABEL_PREFIX + job.job_id: value or job.project_id
+    }
+    if call is not None:
+        labels[TASK_LABEL_PREFIX + call] = f"{job.job_id} {job.project_id}"
     try:
         from prefect.client.orchestration import get_client
 
         with get_client(sync_client=True) as client:
-            client.update_flow_run_labels(
-                context.flow_run.id, {JOB_LABEL_PREFIX + job.job_id: value or job.project_id}
-            )
+            client.update_flow_run_labels(flow_run_id, labels)
     except Exception as exc:
         log.debug("could not label the flow run with job %s: %s", job.job_id, exc)
+
+
+def started_job(credentials: CocalcCredentials, call: str | None) -> Job | None:
+    """The job an earlier try of this task ``call`` started, from its flow run's labels, when
+    it still runs or ran to its end (a cancelled, killed or forgotten one is not reused)."""
+    flow_run_id = _flow_run_id()
+    if call is None or flow_run_id is None:
+        return None
+    try:
+        from prefect.client.orchestration import get_client
+
+        with get_client(sync_client=True) as api:
+            labels = dict(api.read_flow_run(flow_run_id).labels or {})
+    except Exception as exc:
+        log.debug("could not read flow run %s: %s", flow_run_id, exc)
+        return None
+    value = labels.get(TASK_LABEL_PREFIX + call)
+    if not isinstance(value, str) or len(value.split()) != 2:
+        return None
+    job_id, project_id = value.split()
+    job = Job(job_id=job_id, project_id=project_id)
+    try:
+        with credentials.get_client() as client:
+            state = client.job(job_id, project_id=project_id).status
+    except CocalcError:
+        return None
+    if state not in ("running", "completed"):
+        return None
+    run_logger().info("re-attaching to CoCalc job %s (%s)", job_id, state)
+    return job
 
 
 def cancel_job(credentials: CocalcCredentials, job: Job) -> None:

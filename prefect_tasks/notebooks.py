@@ -7,7 +7,9 @@ values of its cells tagged ``result``. The task returns the
 ``result.results["total"]``. A failing cell raises
 :class:`~cocalc_tasks.errors.CocalcNotebookError` (never retried: it would fail again) after
 the notebook up to that cell was saved. The job is recorded on the flow run, so
-:func:`~prefect_tasks.jobs.cancel_cocalc_jobs` cancels it with the flow.
+:func:`~prefect_tasks.jobs.cancel_cocalc_jobs` cancels it with the flow, and a later try of
+the same task call (a retry, or a new process after a worker died) attaches to it instead of
+running the notebook again.
 """
 
 from __future__ import annotations
@@ -19,9 +21,17 @@ from typing import Any
 from prefect import task
 from prefect.artifacts import create_markdown_artifact
 
-from cocalc_tasks.notebooks import NotebookResult, submit_notebook
+from cocalc_tasks.notebooks import NotebookResult, NotebookRun, submit_notebook
+from cocalc_tasks.notebooks.run import notebook_workdir
 from prefect_tasks.credentials import CocalcCredentials
-from prefect_tasks.jobs import record_job, run_logger, wait_job
+from prefect_tasks.jobs import (
+    record_job,
+    run_logger,
+    started_job,
+    task_call,
+    task_job_key,
+    wait_job,
+)
 from prefect_tasks.tasks import TASK_OPTIONS
 
 __all__ = ["notebook_markdown", "run_notebook"]
@@ -63,21 +73,34 @@ def run_notebook(
 ) -> NotebookResult:
     """Run ``notebook`` (a local path, an nbformat node, or ``project:<path>``) with
     ``parameters`` in a CoCalc project; see :func:`cocalc_tasks.notebooks.run.run_notebook`."""
+    call, key = task_call(), task_job_key()
     with credentials.get_client() as client:
-        run = submit_notebook(
-            client,
-            notebook,
-            parameters=parameters,
-            kernel=kernel,
-            project_id=project_id,
-            path=path,
-            output=output,
-            timeout=timeout,
-        )
-        record_job(run.job)
-        run_logger().info("notebook job %s started", run.job_id)
-        # A retry submits the notebook anew: whatever ends this wait cancels the job.
-        finished = wait_job(credentials, run.job, poll_interval=1.0, cancel_on_error=True)
+        earlier = started_job(credentials, call)
+        if earlier is not None:  # an earlier try of this call started it: attach to it
+            run = NotebookRun(
+                earlier,
+                notebook_workdir(key),
+                earlier.project_id,
+                path,
+                dict(parameters or {}),
+                output,
+            )
+        else:
+            run = submit_notebook(
+                client,
+                notebook,
+                parameters=parameters,
+                kernel=kernel,
+                project_id=project_id,
+                path=path,
+                output=output,
+                timeout=timeout,
+                job_key=key,
+            )
+            record_job(run.job, call=call)
+            run_logger().info("notebook job %s started", run.job_id)
+        # Whatever ends this wait leaves the job running: the next try attaches to it.
+        finished = wait_job(credentials, run.job, poll_interval=1.0)
         result = run.collect(client, finished)
     if artifact_key is not None:
         create_markdown_artifact(

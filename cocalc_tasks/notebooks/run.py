@@ -341,6 +341,15 @@ def _notebook_bytes(notebook: Any) -> bytes | None:
     return data
 
 
+def notebook_workdir(job_key: str | None = None) -> str:
+    """The work folder of a run in the project: derived from ``job_key`` when there is one (a
+    second submit with the key then sends the same command, and a re-attaching caller knows
+    where the run's files are), else new."""
+    if job_key:
+        return f"{_WORK}/{hashlib.sha256(job_key.encode()).hexdigest()[:32]}"
+    return f"{_WORK}/{uuid.uuid4().hex}"
+
+
 def submit_notebook(
     client: CocalcClient,
     notebook: Any,
@@ -364,10 +373,7 @@ def submit_notebook(
     params = dict(parameters or {})
     notebook_runner.render_parameters(params, "python")  # refused here, before any upload
     data = _notebook_bytes(notebook)
-    if job_key:
-        workdir = f"{_WORK}/{hashlib.sha256(job_key.encode()).hexdigest()[:32]}"
-    else:
-        workdir = f"{_WORK}/{uuid.uuid4().hex}"
+    workdir = notebook_workdir(job_key)
     runner = Path(notebook_runner.__file__).read_bytes()
     upload(client, runner, f"{workdir}/runner.py", project_id=project, path=path)
     if data is not None:

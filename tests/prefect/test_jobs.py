@@ -267,3 +267,33 @@ def test_a_retry_in_a_new_process_attaches_through_the_job_key(tmp_path: Path) -
 
         first, second = twice()
     assert first == second
+
+
+def test_a_later_try_in_a_new_process_attaches_through_the_flow_run(
+    creds: CocalcCredentials, client: CocalcClient
+) -> None:
+    """Without job keys (CoCalc master's flavour, this server), a try that lost its memory of
+    the job (a new process) finds it in the flow run's labels, under its task call."""
+    from prefect import task
+
+    from cocalc_tasks import ExecRequest
+    from prefect_tasks import job_tasks
+    from prefect_tasks.jobs import TASK_LABEL_PREFIX
+
+    request = ExecRequest.build("echo start >> runs.log; sleep 2", project_id=client.project_id)
+
+    @task
+    def submit_twice() -> list[str]:
+        first = job_tasks._start(creds, request)
+        job_tasks._STARTED.clear()  # as in a new process
+        second = job_tasks._start(creds, request)
+        return [first.job_id, second.job_id]
+
+    @flow
+    def twice() -> tuple[list[str], str]:
+        return submit_twice(), str(get_run_context().flow_run.id)  # type: ignore[union-attr]
+
+    (first, second), run_id = twice()
+    assert first == second and starts(client) == 1
+    (label,) = [v for k, v in flow_labels(run_id).items() if k.startswith(TASK_LABEL_PREFIX)]
+    assert label == f"{first} {client.project_id}"

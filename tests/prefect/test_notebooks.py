@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import uuid
 from pathlib import Path
 
 import nbformat
@@ -74,3 +75,45 @@ def test_the_executed_notebook_goes_to_an_object_storage_url(
         saved = nbformat.reads(handle.read().decode("utf-8"), as_version=4)
     nbformat.validate(saved)
     assert saved.cells[2].outputs[0]["data"]["text/plain"] == "21"
+
+
+def test_a_later_try_attaches_to_the_notebook_its_call_started(
+    credentials: CocalcCredentials, tmp_path: Path
+) -> None:
+    """An earlier try of the task call submitted the notebook and recorded it on the flow run,
+    then its process died: ``run_notebook`` in the same call finds the job in the flow run's
+    labels and collects it, and the notebook ran once. The server here (CoCalc master's
+    flavour) ignores job keys, so the labels alone do it."""
+    from prefect import task
+
+    from cocalc_tasks import CocalcClient
+    from cocalc_tasks.notebooks import submit_notebook
+    from prefect_tasks.jobs import record_job, task_call, task_job_key
+
+    project = str(uuid.uuid4())
+    creds = credentials.model_copy(update={"project_id": project})
+    source = notebook(
+        [
+            ("import time\nopen('starts.log', 'a').write('start\\n')\ntime.sleep(2)", []),
+            ("6 * 7", ["result:answer"]),
+        ]
+    )
+
+    @task
+    def crashed_then_retried() -> tuple[str, str]:
+        with creds.get_client() as client:  # the first try: submitted, recorded, then gone
+            first = submit_notebook(client, source, job_key=task_job_key())
+        record_job(first.job, call=task_call())
+        result = run_notebook.fn(creds, source, output=str(tmp_path / "out.ipynb"))
+        assert result.results["answer"] == 42
+        return first.job_id, result.job_id
+
+    @flow
+    def report() -> tuple[str, str]:
+        return crashed_then_retried()
+
+    first, attached = report()
+    assert first == attached
+    client = CocalcClient(api_key=SECRET_KEY, host=credentials.host, project_id=project)
+    assert client.exec("cat starts.log").stdout.count("start") == 1
+    assert nbformat.read(tmp_path / "out.ipynb", as_version=4).cells[1].outputs
