@@ -19,6 +19,7 @@ SYNC := $(UV) sync --locked --quiet
 PYTEST_FLAGS ?= -q -p no:cacheprovider
 
 .PHONY: help env airflow-env airflow-oldest-env prefect-env sage-env serve-sage demo test test-core test-airflow test-prefect \
+        test-airflow-releases \
         test-sage test-docs docs lint bench soak clean bwrap postgres nginx
 
 help:
@@ -99,6 +100,15 @@ nginx:
 test-airflow: airflow-env airflow-oldest-env sage-env
 	COCALC_REQUIRE_SAGE=1 .venv-airflow/bin/pytest $(PYTEST_FLAGS) tests/airflow
 	COCALC_REQUIRE_SAGE=1 .venv-airflow-oldest/bin/pytest $(PYTEST_FLAGS) tests/airflow
+
+# The releases between the oldest and the newest (3.1.8, 3.2.2), each in its own environment
+# (envs/airflow-3.1, envs/airflow-3.2): not part of make test, for maintainers and releases.
+AIRFLOW_RELEASES := 3.1 3.2
+test-airflow-releases: $(UV) sage-env
+	@for v in $(AIRFLOW_RELEASES); do \
+	  UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-airflow-$$v $(SYNC) --project envs/airflow-$$v && \
+	  COCALC_REQUIRE_SAGE=1 .venv-airflow-$$v/bin/pytest $(PYTEST_FLAGS) tests/airflow || exit 1; \
+	done
 
 test-prefect: prefect-env sage-env
 	COCALC_REQUIRE_SAGE=1 .venv-prefect/bin/pytest $(PYTEST_FLAGS) tests/prefect
