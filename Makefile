@@ -37,7 +37,7 @@ env: $(UV)
 	UV_PROJECT_ENVIRONMENT=.venv $(SYNC) --extra server --extra postgres --group dev --group peer --group fuzz --group docs
 
 airflow-env: $(UV)
-	UV_PROJECT_ENVIRONMENT=.venv-airflow $(SYNC) --extra airflow --extra server --group dev
+	UV_PROJECT_ENVIRONMENT=.venv-airflow $(SYNC) --extra airflow --extra server --group dev --group airflow-dev
 
 airflow-oldest-env: $(UV)
 	UV_PROJECT_ENVIRONMENT=$(CURDIR)/.venv-airflow-oldest $(SYNC) --project envs/airflow-oldest
@@ -132,4 +132,4 @@ soak: env
 	COCALC_SOAK_CALLS=1000 .venv/bin/pytest $(PYTEST_FLAGS) -s tests/reliability/test_soak.py
 
 clean:
-	rm -rf .venv .venv-airflow .venv-airflow-oldest .venv-prefect .venv-sage .tools .pytest_cache .mypy_cache .ruff_cache site
+	rm -rf .venv .venv-* .tools .pytest_cache .mypy_cache .ruff_cache site

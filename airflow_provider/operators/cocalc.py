@@ -149,6 +149,8 @@ class CocalcExecuteOperator(BaseOperator):
         self.save_images_to = save_images_to
         self.max_xcom_chars = max_xcom_chars
         self.cocalc_conn_id = cocalc_conn_id
+        #: What the call did, for OpenLineage (set by ``execute``).
+        self._lineage: dict[str, str | None] = {}
         self._hook: CocalcHook | None = None
 
     @property
@@ -180,6 +182,7 @@ class CocalcExecuteOperator(BaseOperator):
         except CocalcError as exc:
             fail(exc)
         self._log(result)
+        self._lineage = {"project_id": project_id, "status": "ok" if result.ok else "error"}
         # Always pushed (empty without a project): the link is resolved at task end.
         context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, project_id))
         paths = self._save_images(result, context) if self.save_images_to else []
@@ -219,6 +222,19 @@ class CocalcExecuteOperator(BaseOperator):
             paths.append(str(target))
         self.log.info("saved %d image(s) under %s", len(paths), base)
         return paths
+
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage facets of the call: the kernel, the project and the outcome
+        (:mod:`airflow_provider.lineage`)."""
+        from airflow_provider.lineage import operator_lineage
+
+        done = self._lineage
+        return operator_lineage(
+            self.hook.base_url,
+            done.get("project_id") or self.project_id or self.hook.project_id,
+            kernel=self.kernel,
+            status=done.get("status"),
+        )
 
     def on_kill(self) -> None:
         """Abort the HTTP request in flight. CoCalc has no cancel endpoint: the remote cell

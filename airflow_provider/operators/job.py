@@ -297,6 +297,21 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         except CocalcError as exc:
             fail(exc)
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage facets of the run (Airflow's OpenLineage provider calls this when the
+        task ends; :mod:`airflow_provider.lineage`)."""
+        from airflow_provider.lineage import operator_lineage
+
+        job, result = self._job or {}, self._result or {}
+        return operator_lineage(
+            self.hook.base_url,
+            job.get("project_id") or self.project_id or self.hook.project_id,
+            job_id=job.get("job_id"),
+            kernel=None if self.command is not None else self.interpreter,
+            status=result.get("status"),
+            exit_code=result.get("exit_code"),
+        )
+
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
     ) -> Any:

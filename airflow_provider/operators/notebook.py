@@ -292,6 +292,24 @@ class CocalcNotebookOperator(ResumableJobMixin, BaseOperator):
         except CocalcError as exc:
             fail(exc)
 
+    def get_openlineage_facets_on_complete(self, task_instance: Any) -> Any:
+        """OpenLineage facets: the notebook and its executed copy as datasets, the job as the
+        run (:mod:`airflow_provider.lineage`)."""
+        from airflow_provider.lineage import dataset, operator_lineage
+
+        base, result = self.hook.base_url, self._result or {}
+        project = self._run.project_id if self._run else self.project_id or self.hook.project_id
+        output = result.get("output") or self.output_path
+        return operator_lineage(
+            base,
+            project,
+            job_id=self._run.job_id if self._run else None,
+            kernel=result.get("kernel") or self.kernel,
+            status="completed" if result.get("ok") else None,
+            inputs=[dataset(self._source(), base, project)],
+            outputs=[dataset(str(output), base, project)] if output else [],
+        )
+
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
     ) -> Any:

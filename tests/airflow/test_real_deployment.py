@@ -7,6 +7,7 @@ triggerer runs the trigger and the scheduler enforces the deadline, as in produc
 
 from __future__ import annotations
 
+import json
 import re
 import tempfile
 import textwrap
@@ -70,7 +71,13 @@ def deployment(cocalc_url: str, project: str) -> Iterator[AirflowDeployment]:
         dags = Path(tmp) / "dags"
         dags.mkdir()
         (dags / "cocalc_steps.py").write_text(textwrap.dedent(DAG).format(project=project))
-        env = connection_env(cocalc_url, SECRET_KEY)
+        env = {
+            **connection_env(cocalc_url, SECRET_KEY),
+            # Airflow's OpenLineage provider, as a team would point it at Marquez: here a file.
+            "AIRFLOW__OPENLINEAGE__TRANSPORT": json.dumps(
+                {"type": "file", "log_file_path": f"{tmp}/lineage.jsonl", "append": True}
+            ),
+        }
         with airflow_deployment(Path(tmp) / "home", dags, env) as running:
             yield running
 
@@ -116,3 +123,20 @@ def test_a_triggerer_restart_logs_no_line_twice(deployment: AirflowDeployment) -
     assert sorted(map(int, ticks)) == list(range(1, 41)), ticks  # each once, none lost
     assert "resuming CoCalc job" in log  # the second trigger knew what was logged
     assert len(set(re.findall(r"submitted CoCalc job ([0-9a-f-]{36})", log))) == 1
+
+
+def test_a_scheduled_run_reports_its_job_to_openlineage(deployment: AirflowDeployment) -> None:
+    """The restart test's run, as the worker reported it to OpenLineage: the job's id and
+    exit code in the ``cocalc`` run facet, and the job as an external query."""
+    transport = json.loads(deployment.env["AIRFLOW__OPENLINEAGE__TRANSPORT"])
+    lineage = Path(transport["log_file_path"])
+    events = [json.loads(line) for line in lineage.read_text().splitlines() if line.strip()]
+    (done,) = [
+        e
+        for e in events
+        if e.get("eventType") == "COMPLETE" and e["job"]["name"] == "cocalc_triggerer_restart.ticks"
+    ]
+    facet = done["run"]["facets"]["cocalc"]
+    assert facet["exit_code"] == 0 and facet["status"] == "completed"
+    assert done["run"]["facets"]["externalQuery"]["externalQueryId"] == facet["job_id"]
+    assert SECRET_KEY not in lineage.read_text()
