@@ -27,13 +27,12 @@ from airflow_provider.operators.notebook import CocalcNotebookOperator
             "", type="string", description="CoCalc project (empty: the connection's)"
         ),
         "n": Param(1000, type="integer", minimum=1),
-        # run_after, not ds: a run triggered by hand has no logical date (so no ds) in
-        # Airflow 3; every run has a run_after (a scheduled run's is its interval's end).
         "output": Param(
-            "reports/weekly_check-{{ dag_run.run_after | ds_nodash }}.ipynb",
+            "",
             type="string",
             description="where the executed notebook goes: a path (relative: the worker's "
-            "working directory) or an fsspec URL such as s3://bucket/reports/x.ipynb",
+            "working directory) or an fsspec URL such as s3://bucket/reports/x.ipynb; empty: "
+            "reports/weekly_check-YYYYMMDD.ipynb",
         ),
     },
 )
@@ -42,7 +41,11 @@ def cocalc_notebook_report() -> None:
         task_id="report",
         notebook="notebooks/weekly_check.ipynb",
         parameters={"n": "{{ params.n }}", "title": "weekly check {{ dag_run.run_after | ds }}"},
-        output="{{ params.output }}",
+        # A param's default is not rendered, so the dated name is made here. run_after, not
+        # ds: a run triggered by hand has no logical date (so no ds) in Airflow 3; every run
+        # has a run_after (a scheduled run's is its interval's end).
+        output="{{ params.output or 'reports/weekly_check-'"
+        " ~ (dag_run.run_after | ds_nodash) ~ '.ipynb' }}",
         project_id="{{ params.project_id }}",
         deferrable=True,
         poll_interval=1.0,

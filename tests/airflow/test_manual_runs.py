@@ -56,3 +56,6 @@ def test_an_example_dag_succeeds_when_triggered_by_hand(
     run = dag.test(logical_date=None, run_conf=CONF[dag_id])
     assert run.logical_date is None  # as a manual trigger: no logical date
     assert run.state == "success", states(run)
+    if dag_id == "cocalc_notebook_report":  # its default output: a dated name, rendered
+        (report,) = (tmp_path / "reports").glob("weekly_check-*.ipynb")
+        assert report.name == f"weekly_check-{run.run_after:%Y%m%d}.ipynb"

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import re
+import shutil
 import tempfile
 import textwrap
 import time
@@ -20,8 +21,10 @@ import pytest
 
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.local_server import LocalServer
-from tests.conftest import SECRET_KEY
+from tests.conftest import ROOT, SECRET_KEY
 from tests.support.airflow_deployment import AirflowDeployment, airflow_deployment
+
+EXAMPLES = ROOT / "example_dags"
 
 DAG = """
 from datetime import timedelta
@@ -71,6 +74,8 @@ def deployment(cocalc_url: str, project: str) -> Iterator[AirflowDeployment]:
         dags = Path(tmp) / "dags"
         dags.mkdir()
         (dags / "cocalc_steps.py").write_text(textwrap.dedent(DAG).format(project=project))
+        shutil.copy(EXAMPLES / "cocalc_notebook_report.py", dags)
+        shutil.copytree(EXAMPLES / "notebooks", dags / "notebooks")
         env = {
             **connection_env(cocalc_url, SECRET_KEY),
             # Airflow's OpenLineage provider, as a team would point it at Marquez: here a file.
@@ -140,3 +145,23 @@ def test_a_scheduled_run_reports_its_job_to_openlineage(deployment: AirflowDeplo
     assert facet["exit_code"] == 0 and facet["status"] == "completed"
     assert done["run"]["facets"]["externalQuery"]["externalQueryId"] == facet["job_id"]
     assert SECRET_KEY not in lineage.read_text()
+
+
+def test_an_example_dag_triggered_by_hand_succeeds(
+    deployment: AirflowDeployment, project: str
+) -> None:
+    """The notebook report, as a person triggers it from the UI: no logical date (``{{ ds }}``
+    would be undefined), deferred through the real triggerer, its report written by the
+    worker (relative to its working directory)."""
+    deployment.wait_for_dag("cocalc_notebook_report")
+    run_id = deployment.trigger("cocalc_notebook_report", {"project_id": project, "n": 50})
+    state = deployment.wait_for_run("cocalc_notebook_report", run_id, within=240)
+    assert state == "success", (
+        deployment.task_log("cocalc_notebook_report", run_id, "report")[-3000:]
+        + (deployment.home / "scheduler.out").read_text()[-6000:]
+    )
+    assert deployment.query("select logical_date from dag_run where run_id = ?", run_id) == [
+        (None,)
+    ]
+    (report,) = (deployment.home / "reports").glob("weekly_check-*.ipynb")
+    assert re.fullmatch(r"weekly_check-\d{8}\.ipynb", report.name) and report.stat().st_size

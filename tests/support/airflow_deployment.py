@@ -107,6 +107,7 @@ class AirflowDeployment:
             return subprocess.Popen(
                 [sys.executable, "-m", "airflow", name],
                 env=self.env,
+                cwd=self.home,  # where tasks write relative paths
                 stdout=out,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,  # its own group: stopping it stops what it started
