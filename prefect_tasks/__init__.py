@@ -5,7 +5,7 @@ Install with ``pip install "cocalc-tasks[prefect]"``. The block is registered th
 """
 
 from prefect_tasks.credentials import CocalcCredentials
-from prefect_tasks.job_tasks import arun_command, run_command
+from prefect_tasks.job_tasks import arun_command, run_command, submit_command, wait_for_job
 from prefect_tasks.jobs import CocalcJob, CocalcJobRun, cancel_cocalc_jobs
 from prefect_tasks.notebooks import run_notebook
 from prefect_tasks.tasks import (
@@ -29,4 +29,6 @@ __all__ = [
     "retry_on_transient",
     "run_command",
     "run_notebook",
+    "submit_command",
+    "wait_for_job",
 ]

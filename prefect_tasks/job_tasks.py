@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import uuid
+from collections.abc import Mapping
 from typing import Any
 
 from prefect import task
@@ -40,7 +41,7 @@ from prefect_tasks.jobs import (
 )
 from prefect_tasks.tasks import TASK_OPTIONS
 
-__all__ = ["arun_command", "run_command"]
+__all__ = ["arun_command", "run_command", "submit_command", "wait_for_job"]
 
 #: The job each task run started, for its retries in this process (task run id -> job).
 _STARTED: dict[uuid.UUID, Job] = {}
@@ -87,7 +88,7 @@ def _start(credentials: CocalcCredentials, request: ExecRequest) -> Job:
 def _finish(
     credentials: CocalcCredentials,
     job: Job,
-    request: ExecRequest,
+    display: str | None,
     *,
     fail_on_nonzero: bool,
     artifact_key: str | None,
@@ -96,7 +97,7 @@ def _finish(
     """Fetch the result with its samples, log it, make the artifact, judge the exit code."""
     with credentials.get_client() as client:
         status = client.job(job.job_id, project_id=job.project_id, stats=True)
-    result = status.result(request.display)
+    result = status.result(display)
     record_job(job, "done")
     run_id = _task_run_id()
     if run_id is not None:
@@ -105,7 +106,7 @@ def _finish(
     for level, message in command_log_records(result):
         getattr(logger, level)("%s", message)
     create_markdown_artifact(
-        markdown=command_markdown(result, title=f"CoCalc job: {request.display}"),
+        markdown=command_markdown(result, title=f"CoCalc job: {display or job.job_id}"),
         key=artifact_key,
         description=f"CoCalc job {job.job_id}: exit code {result.exit_code}",
         _sync=True,  # type: ignore[call-arg]
@@ -168,7 +169,7 @@ def _run_command(
     return _finish(
         credentials,
         job,
-        request,
+        request.display,
         fail_on_nonzero=fail_on_nonzero,
         artifact_key=artifact_key,
         as_dict=as_dict,
@@ -210,4 +211,73 @@ async def arun_command(
         artifact_key=artifact_key,
         as_dict=as_dict,
     )
-    return await asyncio.to_thread(finish, credentials, job, request)
+    return await asyncio.to_thread(finish, credentials, job, request.display)
+
+
+@task(**{**_JOB_TASK_OPTIONS, "task_run_name": "cocalc-submit"})
+def submit_command(
+    credentials: CocalcCredentials,
+    command: str | None = None,
+    args: list[str] | None = None,
+    *,
+    code: str | None = None,
+    interpreter: str = "python3",
+    project_id: str | None = None,
+    path: str | None = None,
+    env: dict[str, str] | None = None,
+    timeout: float = DEFAULT_JOB_TIMEOUT,
+) -> Job:
+    """Start a job as :func:`run_command` does, and return its :class:`~cocalc_tasks.Job` at
+    once (fire and forget); :func:`wait_for_job` waits for it later and judges it as
+    :func:`run_command` would. A retry of the same call attaches to the job it started.
+
+    Example:
+        ```python
+        from prefect import flow
+        from prefect_tasks import CocalcCredentials, submit_command, wait_for_job
+
+        @flow
+        def nightly() -> str:
+            credentials = CocalcCredentials.load("my-cocalc")
+            job = submit_command(credentials, code="factor(2^255 - 1)", interpreter="sage")
+            ...  # other work while the job runs
+            return wait_for_job(credentials, job).stdout
+        ```
+    """
+    options = {"project_id": project_id, "path": path, "timeout": timeout, "env": env}
+    request = exec_request(credentials, command, args, code, interpreter, options)
+    return _start(credentials, request)
+
+
+@task(**{**_JOB_TASK_OPTIONS, "task_run_name": "cocalc-wait"})
+def wait_for_job(
+    credentials: CocalcCredentials,
+    job: Job | Mapping[str, Any] | str,
+    *,
+    project_id: str | None = None,
+    poll_interval: float = 2.0,
+    fail_on_nonzero: bool = True,
+    artifact_key: str | None = None,
+    as_dict: bool = False,
+) -> CommandResult | dict[str, Any]:
+    """Wait for a job (from :func:`submit_command`, a ``{"job_id", "project_id"}`` mapping, or
+    a job id with ``project_id``), streaming its output, and return its result as
+    :func:`run_command` does: the same artifact, and a non-zero exit raises
+    :class:`~cocalc_tasks.CocalcCommandError` when ``fail_on_nonzero``. A cancelled flow run or
+    an interrupted wait cancels the job."""
+    if isinstance(job, str):
+        project = project_id or credentials.project_id
+        if not project:
+            raise ValueError("wait_for_job needs the job's project: pass project_id=")
+        job = Job(job_id=job, project_id=project)
+    elif not isinstance(job, Job):
+        job = Job(job_id=str(job["job_id"]), project_id=str(job["project_id"]))
+    wait_job(credentials, job, poll_interval=poll_interval)
+    return _finish(
+        credentials,
+        job,
+        job.command,
+        fail_on_nonzero=fail_on_nonzero,
+        artifact_key=artifact_key,
+        as_dict=as_dict,
+    )

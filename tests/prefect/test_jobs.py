@@ -297,3 +297,36 @@ def test_a_later_try_in_a_new_process_attaches_through_the_flow_run(
     assert first == second and starts(client) == 1
     (label,) = [v for k, v in flow_labels(run_id).items() if k.startswith(TASK_LABEL_PREFIX)]
     assert label == f"{first} {client.project_id}"
+
+
+def test_submit_then_wait_composes_as_run_command(
+    creds: CocalcCredentials, client: CocalcClient
+) -> None:
+    """Fire and forget, then wait: ``submit_command`` returns the job at once, other work goes
+    on, and ``wait_for_job`` (given the Job, a mapping, or an id) returns what ``run_command``
+    would, and judges a failure the same way."""
+    from prefect_tasks import submit_command, wait_for_job
+
+    @flow
+    def pipeline() -> tuple[CommandResult, dict[str, Any], str]:
+        job = submit_command(creds, "echo start >> runs.log; sleep 3; echo done")
+        state = client.job(job).status  # submit_command returned while the job runs
+        side = run_command(creds, "echo meanwhile")  # other work goes on meanwhile
+        assert side.stdout == "meanwhile\n"
+        result = wait_for_job(creds, job, poll_interval=0.2)
+        again = wait_for_job(creds, job.job_id, as_dict=True)  # by id, with the block's project
+        return result, again, state
+
+    result, again, state = pipeline()
+    assert state == "running"
+    assert result.ok and result.stdout == "done\n" and again["stdout"] == "done\n"
+    assert again["job_id"] == result.job_id and starts(client) == 1
+
+    @flow
+    def failing() -> None:
+        job = submit_command(creds, "echo oops >&2; exit 3")
+        wait_for_job(creds, {"job_id": job.job_id, "project_id": job.project_id})
+
+    with pytest.raises(CocalcCommandError) as raised:
+        failing()
+    assert raised.value.exit_code == 3 and "oops" in raised.value.stderr
