@@ -151,8 +151,8 @@ def test_an_example_dag_triggered_by_hand_succeeds(
 ) -> None:
     """An example DAG as a person triggers it from the UI: no logical date (``{{ ds }}`` would
     be undefined), run by the scheduler on a LocalExecutor worker. (The notebook report is run
-    without a logical date in test_manual_runs.py; under a real scheduler its two-second job
-    meets an Airflow race, see docs/guides/airflow.md.)"""
+    without a logical date in test_manual_runs.py; under a real scheduler its two-second deferral
+    can meet a scheduler race of Airflow's own, see "Known issue" in docs/guides/airflow.md.)"""
     deployment.wait_for_dag("cocalc_command_job")
     run_id = deployment.trigger("cocalc_command_job", {"project_id": project, "seconds": 3})
     state = deployment.wait_for_run("cocalc_command_job", run_id, within=240)
