@@ -46,7 +46,14 @@ if TYPE_CHECKING:
 
     from cocalc_tasks.model import CommandResult, ExecRequest
 
-__all__ = ["JOB_ID_KEY", "CocalcRunOperator", "defer_to_trigger", "judge_job", "raise_for_event"]
+__all__ = [
+    "JOB_ID_KEY",
+    "CocalcJobStep",
+    "CocalcRunOperator",
+    "defer_to_trigger",
+    "judge_job",
+    "raise_for_event",
+]
 
 #: XCom key of the job id, pushed as soon as the job exists.
 JOB_ID_KEY = "cocalc_job_id"
@@ -62,7 +69,44 @@ TRIGGER_GRACE = 300.0
 EXECUTION_TIMEOUT = "execution_timeout"
 
 
-class CocalcRunOperator(ResumableJobMixin, BaseOperator):
+class CocalcJobStep(ResumableJobMixin, BaseOperator):
+    """What the run and notebook operators share: the hook, the job states that decide a
+    retry, and the cancel on the way to a deferral that Airflow fails itself. A subclass
+    sets ``cocalc_conn_id`` and says which job the task recorded (:meth:`recorded_job`)."""
+
+    cocalc_conn_id: str
+    _hook: CocalcHook | None = None
+
+    @property
+    def hook(self) -> CocalcHook:
+        if self._hook is None:
+            self._hook = CocalcHook(self.cocalc_conn_id)
+        return self._hook
+
+    def is_job_active(self, status: str) -> bool:
+        return status == "running"
+
+    def is_job_succeeded(self, status: str) -> bool:
+        """A job that ran to its end is never run again, whatever its exit code (a notebook's
+        failing cell included: it would fail again): its result stands. A cancelled or killed
+        one is submitted anew."""
+        return status == "completed"
+
+    def recorded_job(self, context: Context) -> tuple[str, str] | None:
+        """``(job id, project id)`` of the job this try recorded in XCom, if any."""
+        raise NotImplementedError
+
+    def resume_execution(
+        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
+    ) -> Any:
+        """Cancel the job when Airflow fails the deferred task itself (no triggerer ran the
+        trigger to its deadline), then let Airflow raise as usual."""
+        if next_method == TRIGGER_FAILED and (job := self.recorded_job(context)):
+            cancel_quietly(self.cocalc_conn_id, *job, self.log)
+        return super().resume_execution(next_method, next_kwargs, context)
+
+
+class CocalcRunOperator(CocalcJobStep):
     """Run a command, or code with an interpreter, as a CoCalc exec job.
 
     Args:
@@ -163,17 +207,10 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
         self.wait_for_completion = wait_for_completion
         self.max_xcom_chars = max_xcom_chars
         self.cocalc_conn_id = cocalc_conn_id
-        self._hook: CocalcHook | None = None
         #: ``{"job_id", "project_id"}`` of the job this try submitted or attached to.
         self._job: dict[str, str] | None = None
         self._result: dict[str, Any] | None = None
         self._built: ExecRequest | None = None
-
-    @property
-    def hook(self) -> CocalcHook:
-        if self._hook is None:
-            self._hook = CocalcHook(self.cocalc_conn_id)
-        return self._hook
 
     def _request(self) -> ExecRequest:
         """The job's request, built once per execution (after templating): the submit and
@@ -230,14 +267,6 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
             return "unknown"
         self._job = job
         return status.status
-
-    def is_job_active(self, status: str) -> bool:
-        return status == "running"
-
-    def is_job_succeeded(self, status: str) -> bool:
-        """A job that ran to its end is never run again, whatever its exit code: its result
-        stands. A cancelled or killed one is submitted anew."""
-        return status == "completed"
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         """Wait for the job (or defer), then return :meth:`get_job_result`'s value.
@@ -312,17 +341,9 @@ class CocalcRunOperator(ResumableJobMixin, BaseOperator):
             exit_code=result.get("exit_code"),
         )
 
-    def resume_execution(
-        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
-    ) -> Any:
-        """Cancel the job when Airflow fails the deferred task itself (no triggerer ran the
-        trigger to its deadline), then let Airflow raise as usual."""
-        if next_method == TRIGGER_FAILED:
-            job_id = context["ti"].xcom_pull(task_ids=self.task_id, key=JOB_ID_KEY)
-            if job_id:
-                project = self._request().project_id
-                cancel_quietly(self.cocalc_conn_id, str(job_id), str(project), self.log)
-        return super().resume_execution(next_method, next_kwargs, context)
+    def recorded_job(self, context: Context) -> tuple[str, str] | None:
+        job_id = context["ti"].xcom_pull(task_ids=self.task_id, key=JOB_ID_KEY)
+        return (str(job_id), str(self._request().project_id)) if job_id else None
 
     # -- kill -----------------------------------------------------------------------------------
     def on_kill(self) -> None:

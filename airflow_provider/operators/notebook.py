@@ -18,7 +18,6 @@ from airflow.providers.common.compat.sdk import (
     AirflowFailException,
     BaseOperator,
     BaseOperatorLink,
-    ResumableJobMixin,
     conf,
 )
 
@@ -32,8 +31,7 @@ from airflow_provider.operators.cocalc import (
 )
 from airflow_provider.operators.job import (
     DEADLINE_MARGIN,
-    TRIGGER_FAILED,
-    cancel_quietly,
+    CocalcJobStep,
     defer_to_trigger,
     raise_for_event,
 )
@@ -100,7 +98,7 @@ class CocalcNotebookLink(BaseOperatorLink):
         return str(XCom.get_value(key=NOTEBOOK_URL_KEY, ti_key=ti_key) or "")
 
 
-class CocalcNotebookOperator(ResumableJobMixin, BaseOperator):
+class CocalcNotebookOperator(CocalcJobStep):
     """Run a notebook in a CoCalc project with injected parameters.
 
     Args:
@@ -168,13 +166,6 @@ class CocalcNotebookOperator(ResumableJobMixin, BaseOperator):
         self.cocalc_conn_id = cocalc_conn_id
         self._run: NotebookRun | None = None
         self._result: dict[str, Any] | None = None
-        self._hook: CocalcHook | None = None
-
-    @property
-    def hook(self) -> CocalcHook:
-        if self._hook is None:
-            self._hook = CocalcHook(self.cocalc_conn_id)
-        return self._hook
 
     def _source(self) -> str:
         from pathlib import Path
@@ -227,14 +218,6 @@ class CocalcNotebookOperator(ResumableJobMixin, BaseOperator):
         self._run = run
         context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())  # for the trigger
         return status.status
-
-    def is_job_active(self, status: str) -> bool:
-        return status == "running"
-
-    def is_job_succeeded(self, status: str) -> bool:
-        """A run that went to its end is collected, not run again (a failing cell included:
-        it would fail again); a cancelled or killed one is submitted anew."""
-        return status == "completed"
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:
         """Wait for the run (or defer), then collect it once (see the run operator's)."""
@@ -310,17 +293,11 @@ class CocalcNotebookOperator(ResumableJobMixin, BaseOperator):
             outputs=[dataset(str(output), base, project)] if output else [],
         )
 
-    def resume_execution(
-        self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
-    ) -> Any:
-        """Cancel the job when Airflow fails the deferred task itself (no triggerer ran the
-        trigger to its deadline), then let Airflow raise as usual."""
-        if next_method == TRIGGER_FAILED:
-            run = context["ti"].xcom_pull(task_ids=self.task_id, key=NOTEBOOK_RUN_KEY)
-            if isinstance(run, Mapping) and run.get("job_id"):
-                job, project = str(run["job_id"]), str(run.get("project_id"))
-                cancel_quietly(self.cocalc_conn_id, job, project, self.log)
-        return super().resume_execution(next_method, next_kwargs, context)
+    def recorded_job(self, context: Context) -> tuple[str, str] | None:
+        run = context["ti"].xcom_pull(task_ids=self.task_id, key=NOTEBOOK_RUN_KEY)
+        if isinstance(run, Mapping) and run.get("job_id"):
+            return str(run["job_id"]), str(run.get("project_id"))
+        return None
 
     def on_kill(self) -> None:
         """Cancel the notebook's job (SIGTERM to the task, or its ``execution_timeout``)."""
