@@ -97,6 +97,7 @@ def _finish(
     """Fetch the result with its samples, log it, make the artifact, judge the exit code."""
     with credentials.get_client() as client:
         status = client.job(job.job_id, project_id=job.project_id, stats=True)
+        page = client.page_url(job.project_id, job.job_id)
     result = status.result(display)
     record_job(job, "done")
     run_id = _task_run_id()
@@ -106,7 +107,7 @@ def _finish(
     for level, message in command_log_records(result):
         getattr(logger, level)("%s", message)
     create_markdown_artifact(
-        markdown=command_markdown(result, title=f"CoCalc job: {display or job.job_id}"),
+        markdown=command_markdown(result, title=f"CoCalc job: {display or job.job_id}", page=page),
         key=artifact_key,
         description=f"CoCalc job {job.job_id}: exit code {result.exit_code}",
         _sync=True,  # type: ignore[call-arg]

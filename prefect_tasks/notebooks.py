@@ -37,14 +37,16 @@ from prefect_tasks.tasks import TASK_OPTIONS
 __all__ = ["notebook_markdown", "run_notebook"]
 
 
-def notebook_markdown(result: NotebookResult) -> str:
-    """The artifact: where the executed notebook is, and the ``result`` values."""
+def notebook_markdown(result: NotebookResult, page: str | None = None) -> str:
+    """The artifact: where the executed notebook is, the job's page, and the ``result``
+    values."""
     where = result.output or "(not saved: pass output=)"
     link = f"[{where}]({where})" if "://" in where else f"`{where}`"
     lines = [
         "### CoCalc notebook",
         "",
         f"- executed notebook: {link}",
+        *([f"- page: [{page}]({page})"] if page else []),
         f"- kernel: `{result.kernel}`, {len(result.notebook.cells)} cells, "
         f"{result.elapsed or 0:.1f} s, job `{result.job_id}`",
         f"- parameters: `{json.dumps(result.parameters)}`",
@@ -102,9 +104,10 @@ def run_notebook(
         # Whatever ends this wait leaves the job running: the next try attaches to it.
         finished = wait_job(credentials, run.job, poll_interval=1.0)
         result = run.collect(client, finished)
+        page = client.page_url(run.project_id, run.job_id)
     if artifact_key is not None:
         create_markdown_artifact(
-            markdown=notebook_markdown(result),
+            markdown=notebook_markdown(result, page),
             key=artifact_key,
             description="Executed notebook and its result values",
         )

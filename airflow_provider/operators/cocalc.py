@@ -63,9 +63,10 @@ def job_key(context: Context) -> str:
     return f"airflow/{ti.dag_id}/{ti.task_id}/{ti.run_id}/{ti.map_index}"
 
 
-def project_url(hook: CocalcHook, project_id: str | None) -> str:
-    """The project's page on the server (empty without a project)."""
-    return f"{hook.base_url}/projects/{project_id}" if project_id else ""
+def project_url(hook: CocalcHook, project_id: str | None, job_id: str | None = None) -> str:
+    """The extra link: the job's page on a cocalc-tasks server, else the project's page (as on
+    cocalc.com); empty without a project."""
+    return hook.client.page_url(project_id, job_id) if project_id else ""
 
 
 def fail(error: CocalcError) -> NoReturn:

@@ -76,6 +76,7 @@ class CocalcJobStep(ResumableJobMixin, BaseOperator):
 
     cocalc_conn_id: str
     _hook: CocalcHook | None = None
+    _linked = False
 
     @property
     def hook(self) -> CocalcHook:
@@ -95,6 +96,14 @@ class CocalcJobStep(ResumableJobMixin, BaseOperator):
     def recorded_job(self, context: Context) -> tuple[str, str] | None:
         """``(job id, project id)`` of the job this try recorded in XCom, if any."""
         raise NotImplementedError
+
+    def link_job(self, context: Context, project_id: str, job_id: str) -> None:
+        """Point the extra link at the job (its page, where the server has job pages), once
+        per try: a re-attached job was not submitted by this try, which pushed the project."""
+        if not self._linked:
+            url = project_url(self.hook, project_id, job_id)
+            context["ti"].xcom_push(key=PROJECT_URL_KEY, value=url)
+            self._linked = True
 
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
@@ -254,7 +263,8 @@ class CocalcRunOperator(CocalcJobStep):
         self._job = {"job_id": job.job_id, "project_id": job.project_id}
         ti = context["ti"]
         ti.xcom_push(key=JOB_ID_KEY, value=job.job_id)
-        ti.xcom_push(key=PROJECT_URL_KEY, value=project_url(self.hook, job.project_id))
+        ti.xcom_push(key=PROJECT_URL_KEY, value=project_url(self.hook, job.project_id, job.job_id))
+        self._linked = True
         self.log.info("submitted CoCalc job %s: %s", job.job_id, request.display)
         return self._job
 
@@ -266,6 +276,7 @@ class CocalcRunOperator(CocalcJobStep):
         except CocalcUnknownJobError:
             return "unknown"
         self._job = job
+        self.link_job(context, job["project_id"], job["job_id"])
         return status.status
 
     def poll_until_complete(self, external_id: Any, context: Context) -> Any:

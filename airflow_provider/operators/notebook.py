@@ -24,10 +24,10 @@ from airflow.providers.common.compat.sdk import (
 from airflow_provider.hooks.cocalc import CocalcHook
 from airflow_provider.operators.cocalc import (
     PROJECT_URL_KEY,
+    CocalcProjectLink,
     fail,
     job_key,
     open_links,
-    project_url,
 )
 from airflow_provider.operators.job import (
     DEADLINE_MARGIN,
@@ -130,7 +130,7 @@ class CocalcNotebookOperator(CocalcJobStep):
     template_fields: Sequence[str] = ("notebook", "parameters", "output_path", "project_id", "path")
     template_fields_renderers = {"parameters": "json"}
     ui_color = "#f37726"
-    operator_extra_links = (CocalcNotebookLink(),)
+    operator_extra_links = (CocalcProjectLink(), CocalcNotebookLink())
     #: Key of the run in the task state store; never rename (in-flight retries read it).
     external_id_key = "cocalc_notebook_run"
 
@@ -203,7 +203,7 @@ class CocalcNotebookOperator(CocalcJobStep):
             timeout=self.timeout,
             job_key=job_key(context),
         )
-        context["ti"].xcom_push(key=PROJECT_URL_KEY, value=project_url(hook, run.project_id))
+        self.link_job(context, run.project_id, run.job_id)
         context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())
         self.log.info("notebook job %s started", run.job_id)
         return run.to_dict()
@@ -216,6 +216,7 @@ class CocalcNotebookOperator(CocalcJobStep):
         except CocalcUnknownJobError:
             return "unknown"
         self._run = run
+        self.link_job(context, run.project_id, run.job_id)
         context["ti"].xcom_push(key=NOTEBOOK_RUN_KEY, value=run.to_dict())  # for the trigger
         return status.status
 

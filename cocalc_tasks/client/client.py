@@ -19,7 +19,7 @@ from urllib3.exceptions import NameResolutionError, NewConnectionError, ReadTime
 from cocalc_tasks.client import routes
 from cocalc_tasks.client.config import DEFAULT_TIMEOUT, Timeout, resolve_settings
 from cocalc_tasks.client.exec_calls import ExecCalls
-from cocalc_tasks.client.routes import API_CHOICES, EXECUTE_PATH, Api, Route
+from cocalc_tasks.client.routes import API_CHOICES, EXECUTE_PATH, SERVER_HEADER, Api, Route
 from cocalc_tasks.client.transport import AbortableAdapter, build_retry
 from cocalc_tasks.errors import (
     CocalcAuthError,
@@ -130,6 +130,9 @@ class CocalcClient(ExecCalls):
         self.api: Api = api
         self._route: Route | None = None if api == "auto" else api
         self._project_function: str | None = None
+        #: True once an answer came from a cocalc-tasks server (it names its replica), which
+        #: has a page per job; CoCalc has a page per project only (see :meth:`page_url`).
+        self.has_job_pages = False
 
     # -- lifecycle ---------------------------------------------------------------------------
     def __repr__(self) -> str:
@@ -389,7 +392,20 @@ class CocalcClient(ExecCalls):
             ) from None
         except requests.exceptions.RequestException as exc:
             raise CocalcError(f"request to {url} failed: {_first_line(exc)}") from None
+        if SERVER_HEADER in response.headers:
+            self.has_job_pages = True
         return self._decode(response)
+
+    def page_url(self, project_id: str | None = None, job_id: str | None = None) -> str:
+        """Where a person sees this work in a browser: the job's page on a cocalc-tasks server
+        (``{host}/projects/{project}/jobs/{job}``), else the project's page, as on cocalc.com
+        and cocalc.ai. Empty without a project."""
+        project = project_id or self.project_id
+        if not project:
+            return ""
+        if job_id and self.has_job_pages:
+            return f"{self.host}/projects/{project}/jobs/{job_id}"
+        return f"{self.host}/projects/{project}"
 
     def _unreachable(self, exc: requests.exceptions.ConnectionError) -> str:
         """Why nothing answered, in the user's words, not the connection pool's."""

@@ -20,10 +20,15 @@ from typing import Any, Literal
 from cocalc_tasks.errors import CocalcError, CocalcServerError, CocalcUnsupportedError
 from cocalc_tasks.model.requests import ExecuteRequest
 
+#: The header every answer of the local cocalc-tasks server carries (its replica's name); no
+#: CoCalc server sends it. Such a server also has pages for jobs, not only for projects.
+SERVER_HEADER = "x-cocalc-tasks-replica"
+
 __all__ = [
     "API_CHOICES",
     "AUTO_ORDER",
     "PROJECT_FUNCTIONS",
+    "SERVER_HEADER",
     "Api",
     "Route",
     "execute_call",

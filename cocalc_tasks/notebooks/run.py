@@ -61,6 +61,8 @@ PROJECT_PREFIX = "project:"
 #: The job's default limit: a notebook is a long step, but not an endless one.
 DEFAULT_TIMEOUT = 3600.0
 _WORK = ".cocalc-tasks/notebooks"
+#: Days an executed notebook stays in its work folder in the project (``<workdir>/output.ipynb``).
+KEEP_DAYS = 7
 
 
 @dataclass(frozen=True)
@@ -284,10 +286,22 @@ class NotebookRun:
         return result
 
     def _clean(self, client: CocalcClient) -> None:
+        """Remove the runner and the uploaded notebook; keep the executed notebook for
+        :data:`KEEP_DAYS` days (the local server's job page renders it), and remove the work
+        folders of runs older than that."""
+        script = (
+            'rm -f -- "$1/runner.py" "$1/input.ipynb"; '
+            'find "$2" -mindepth 1 -maxdepth 1 -type d -mtime +"$3" -exec rm -rf -- {} +'
+        )
         try:
-            client.exec("rm", ["-rf", self.workdir], project_id=self.project_id, path=self.path)
+            client.exec(
+                "bash",
+                ["-c", script, "clean", self.workdir, _WORK, str(KEEP_DAYS)],
+                project_id=self.project_id,
+                path=self.path,
+            )
         except Exception as exc:  # leftovers are harmless; say so and go on
-            log.warning("could not remove %s from the project: %s", self.workdir, exc)
+            log.warning("could not clean %s in the project: %s", self.workdir, exc)
 
 
 def _status_line(stdout: str) -> dict[str, Any] | None:

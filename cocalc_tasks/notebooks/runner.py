@@ -26,6 +26,7 @@ kernel (optional), the parameters and the expected SHA-256 of the input. It:
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -207,6 +208,10 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     def on_done(cell: Any, cell_index: int, execute_reply: Any) -> None:
         if cell.cell_type == "code":
             done[0] += 1
+            # The notebook as far as it ran, for whoever watches the job (the local server's
+            # job page renders it); the final write below replaces it.
+            with contextlib.suppress(OSError):
+                nbformat.write(nb, output)
             print(PROGRESS_LINE.format(done=done[0], of=code_cells), flush=True)
 
     timeout = spec.get("cell_timeout")

@@ -149,9 +149,11 @@ def command_log_records(result: CommandResult) -> Iterator[tuple[str, str]]:
         yield "error", "[stderr] " + _tail(strip_ansi(result.stderr).rstrip(), 2_000)
 
 
-def command_markdown(result: CommandResult, *, title: str | None = None) -> str:
+def command_markdown(
+    result: CommandResult, *, title: str | None = None, page: str | None = None
+) -> str:
     """A markdown report: command, status, exit code, elapsed time, the samples as a table,
-    and the ends of stdout and stderr."""
+    and the ends of stdout and stderr; ``page`` links the job's (or project's) page."""
     elapsed = "?" if result.elapsed is None else f"{result.elapsed:.2f} s"
     lines = [
         f"# {title or 'CoCalc job'}",
@@ -164,6 +166,8 @@ def command_markdown(result: CommandResult, *, title: str | None = None) -> str:
         f"| exit code | {result.exit_code} |",
         f"| elapsed | {elapsed} |",
     ]
+    if page:
+        lines.append(f"| page | [{page}]({page}) |")
     if result.stats:
         lines += [
             "",

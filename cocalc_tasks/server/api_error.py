@@ -11,4 +11,11 @@ __all__ = ["ApiError"]
 
 
 class ApiError(Exception):
-    """A handled failure; ``str(error)`` is the message sent to the caller."""
+    """A handled failure; ``str(error)`` is the message sent to the caller.
+
+    ``refusal`` names an access rule that refused the call (``not_signed_in``,
+    ``other_project``, ``path``, ``quota``), for the server's metrics."""
+
+    def __init__(self, message: str, *, refusal: str | None = None) -> None:
+        super().__init__(message)
+        self.refusal = refusal

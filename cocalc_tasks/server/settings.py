@@ -278,6 +278,11 @@ class ServerSettings:
         negative="--no-anonymous",
         help="serve the global pool without a key (--no-anonymous: require a key)",
     )
+    metrics_public: bool = setting(
+        False,
+        kind="bool",
+        help="serve /metrics to anyone (default: only to account keys, like the pages)",
+    )
     cell_timeout: float = setting(
         15.0, kind="float", minimum=_POSITIVE, help="per-cell seconds in the global pool"
     )
@@ -549,6 +554,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "api_keys",
         "project_keys",
         "allow_anonymous",
+        "metrics_public",
         "trusted_proxies",
         "max_body_bytes",
         "flavor",

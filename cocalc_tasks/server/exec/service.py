@@ -47,6 +47,7 @@ from cocalc_tasks.server.api_error import ApiError
 from cocalc_tasks.server.auth import Identity
 from cocalc_tasks.server.exec.commands import CommandSpec, RunningCommand, build_spec
 from cocalc_tasks.server.exec.keys import KeyedJob, KeyRefused, conflict_message, keyed_job
+from cocalc_tasks.server.metrics import ServerMetrics
 from cocalc_tasks.server.processes.spawners import Spawners
 from cocalc_tasks.server.projects import (
     PathEscape,
@@ -131,10 +132,12 @@ class ExecService:
         exclusive: bool = True,
         kernel_dirs: Sequence[str] = (),
         kernel_aliases: Mapping[str, str] | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         """``exclusive``: no other server uses ``store`` (SQLite in this server's locked data
         directory), so every job found running at start was this server's."""
         self.settings = settings
+        self.metrics = metrics or ServerMetrics()
         self.store = store
         self.replica = store.replica
         self.registry = registry
@@ -254,10 +257,10 @@ class ExecService:
     async def http(self, params: Mapping[str, Any], identity: Identity) -> dict[str, Any]:
         """``POST /api/v2/exec``: CoCalc master's checks and messages."""
         if not identity.signed_in:
-            raise ApiError(NOT_SIGNED_IN)
+            raise ApiError(NOT_SIGNED_IN, refusal="not_signed_in")
         project_id = checked_project_id(params.get("project_id"))
         if not identity.may_use_project(project_id.lower()):
-            raise ApiError(NOT_COLLABORATOR)
+            raise ApiError(NOT_COLLABORATOR, refusal="other_project")
         return await self.call(params, project_id.lower(), flavor="http")
 
     async def call(
@@ -438,6 +441,7 @@ class ExecService:
         try:
             target = resolve_path(home, path)
         except PathEscape as exc:
+            self.metrics.refusals.labels("path").inc()
             raise _Invalid(str(exc)) from None
         if not target.is_dir():
             raise _Invalid(f"path {path!r} is not a directory in the project")
@@ -467,6 +471,7 @@ class ExecService:
             await job.command.finish()
             if sandbox is not None and area is not None and sandbox.oom_kills(area) > ooms:
                 caps = sandbox.caps_for(area).as_text()
+                self.metrics.memory_kills.labels("job").inc()
                 job.command.stderr.note(
                     f"\ncocalc-tasks: a process of this job was killed: the project reached "
                     f"its memory cap ({caps})\n"
@@ -476,7 +481,9 @@ class ExecService:
             if job.job_id is not None:
                 try:
                     if not self._closed:
-                        await self._write(self.store.update, job.job_id, **self._final_fields(job))
+                        final = self._final_fields(job)
+                        self.metrics.jobs_finished.labels(final["status"]).inc()
+                        await self._write(self.store.update, job.job_id, **final)
                 finally:
                     self._jobs.pop(job.job_id, None)
                     job.settled.set()

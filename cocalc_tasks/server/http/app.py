@@ -17,23 +17,28 @@ import json
 import logging
 import os
 import socket
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
 
 from fastapi import FastAPI, Request
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
+from cocalc_tasks.client.routes import SERVER_HEADER
 from cocalc_tasks.server.api_error import ApiError
 from cocalc_tasks.server.auth import V2_KEY_PREFIX, Identity, KeyRing
 from cocalc_tasks.server.exec.service import ExecService
 from cocalc_tasks.server.http.project_bridge import ProjectBridge, now_ms
 from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog
 from cocalc_tasks.server.jupyter.pool import KernelPools
+from cocalc_tasks.server.jupyter.quotas import Quotas
 from cocalc_tasks.server.jupyter.service import ExecutionService
+from cocalc_tasks.server.metrics import CONTENT_TYPE, Present, ServerMetrics
+from cocalc_tasks.server.pages import STATIC_PATH, PageSources, page_routes, static_files
 from cocalc_tasks.server.processes.zygotes import fork_supported
-from cocalc_tasks.server.sandbox import Area, Isolation, Limits, Sandbox, kernel_prefixes
+from cocalc_tasks.server.sandbox import ANONYMOUS, Area, Isolation, Limits, Sandbox, kernel_prefixes
 from cocalc_tasks.server.settings import CONFIG_ENV, ServerSettings
 from cocalc_tasks.server.storage import Storage, off_loop, open_storage
 
@@ -45,8 +50,9 @@ log = logging.getLogger("cocalc_tasks.server")
 Action = Callable[[dict[str, Any], Identity], Awaitable[Any]]
 
 HUB_AUTH_ERROR = "must be signed in and MUST provide an api key (cookies are not allowed)"
-#: Names the replica that answered, for operators behind a load balancer.
-REPLICA_HEADER = "x-cocalc-tasks-replica"
+#: Names the replica that answered, for operators behind a load balancer (and tells clients
+#: that this server has job pages).
+REPLICA_HEADER = SERVER_HEADER
 #: CoCalc routes any method; only a POST body carries parameters.
 ANY_METHOD = ["GET", "POST", "PUT", "PATCH", "DELETE"]
 
@@ -212,6 +218,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     )
     log.info("storage: %s (replica %r)", storage.db.where, replica)
     state: dict[str, Any] = {"sandbox": sandbox}
+    metrics = ServerMetrics()
+    quotas = Quotas(storage.api_log, settings)
 
     environments: dict[str, dict[str, str]] = {}
 
@@ -244,6 +252,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             project_size=settings.project_pool_size,
             idle_seconds=settings.area_idle_seconds,
             sage_threads=settings.sage_threads,
+            metrics=metrics,
         )
         storage.replicas.beat()
         storage.purge_expired()
@@ -256,9 +265,22 @@ def create_app(settings: ServerSettings) -> FastAPI:
             exclusive=storage.db.engine == "sqlite",
             kernel_dirs=catalog.kernel_dirs_for(sandbox.tools),
             kernel_aliases=catalog.aliases,
+            metrics=metrics,
         )
         execs.recover()
-        state["service"] = service = ExecutionService(settings, catalog, pools, storage, sandbox)
+        state["service"] = service = ExecutionService(
+            settings, catalog, pools, storage, sandbox, metrics=metrics
+        )
+        metrics.watch(
+            Present(
+                pools=lambda: _summed(pools.census()),
+                running_jobs=execs.running_count,
+                quotas=lambda: {
+                    "site": (quotas.site_usage(), float(settings.quota_site)),
+                },
+                areas=lambda: len({area for area, _ in pools.census()} - {ANONYMOUS}),
+            )
+        )
         state["exec"] = execs
         state["bridge"] = ProjectBridge(execs, service, pools, sandbox, rewrite=rewrite)
         for name in settings.kernels:
@@ -294,6 +316,8 @@ def create_app(settings: ServerSettings) -> FastAPI:
     headers = {REPLICA_HEADER: replica}
 
     async def handle(request: Request, action: Action) -> JSONResponse:
+        started = time.monotonic()
+        route = request.url.path
         try:
             params = await _read_params(request, settings.max_body_bytes)
             identity = keys.identify(request.headers.get("authorization"))
@@ -301,12 +325,18 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 identity = dataclasses.replace(identity, address=request.client.host)
             result = await action(params, identity)
         except (_BadBody, ApiError) as exc:
+            refusal = getattr(exc, "refusal", None)
+            if refusal is not None:
+                metrics.refusals.labels(refusal).inc()
+            metrics.request(route, "error", time.monotonic() - started)
             return JSONResponse({"error": str(exc)}, headers=headers)
         except Exception as exc:  # keep serving whatever happens in one request
             log.exception("unexpected error")
+            metrics.request(route, "internal", time.monotonic() - started)
             return JSONResponse(
                 {"error": f"Error: internal server error ({type(exc).__name__})"}, headers=headers
             )
+        metrics.request(route, "ok", time.monotonic() - started)
         return JSONResponse(result, headers=headers)
 
     if not rewrite:  # cocalc-ai removed the v2 Jupyter routes: a 404 there
@@ -395,7 +425,55 @@ def create_app(settings: ServerSettings) -> FastAPI:
             "database": storage.db.engine,
         }
 
+    @app.get("/metrics", include_in_schema=False)
+    async def metrics_route(request: Request) -> Response:
+        """Prometheus' text format: an account key, unless ``--metrics-public``."""
+        if not settings.metrics_public:
+            identity = keys.identify(request.headers.get("authorization"))
+            if identity.kind != "account":
+                return Response(
+                    "/metrics needs an account key (HTTP Basic, the key as the username)\n",
+                    status_code=401 if not identity.signed_in else 403,
+                    headers={"WWW-Authenticate": 'Basic realm="cocalc-tasks metrics"'},
+                    media_type="text/plain",
+                )
+        body = await off_loop(storage.db, metrics.exposition)
+        return Response(body, media_type=CONTENT_TYPE)
+
+    app.mount(STATIC_PATH, static_files(), name="static")
+    app.include_router(
+        page_routes(
+            PageSources(
+                settings=settings,
+                storage=storage,
+                sandbox=sandbox,
+                quotas=quotas,
+                replica=replica,
+                flavor=settings.flavor,
+                census=lambda: service().pools.census(),
+            ),
+            keys,
+            lambda project, job, identity: execs().http(
+                {"project_id": project, "async_cancel": job}, identity
+            ),
+            metrics,
+        )
+    )
     return app
+
+
+def _summed(
+    census: dict[tuple[str, str], dict[str, int]],
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Pool counts per (global or project, kernelspec): project pools summed, so that the
+    metric's labels stay bounded however many projects there are."""
+    summed: dict[tuple[str, str], dict[str, int]] = {}
+    for (area, kernel), states in census.items():
+        key = ("global" if area == ANONYMOUS else "project", kernel)
+        into = summed.setdefault(key, {"warm": 0, "busy": 0, "starting": 0})
+        for state, count in states.items():
+            into[state] = into.get(state, 0) + count
+    return summed
 
 
 async def _close_idle_areas(pools: KernelPools, sandbox: Sandbox, idle: float) -> None:

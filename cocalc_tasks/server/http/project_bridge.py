@@ -89,7 +89,9 @@ class ProjectBridge:
         if scheme.lower() not in ("basic", "bearer"):
             raise ApiError(f"Unknown authorization type '{scheme}'")
         if not identity.signed_in:
-            raise ApiError(UNKNOWN_ACCOUNT_KEY if self.rewrite else UNKNOWN_KEY)
+            raise ApiError(
+                UNKNOWN_ACCOUNT_KEY if self.rewrite else UNKNOWN_KEY, refusal="not_signed_in"
+            )
         project_id = params.get("project_id") or None
         if project_id is None:
             if identity.kind == "project" and identity.project_id is not None:
@@ -97,7 +99,7 @@ class ProjectBridge:
             raise ApiError("must specify project_id" if self.rewrite else NO_PROJECT)
         project_id = str(uuid.UUID(checked_project_id(project_id)))
         if identity.kind == "project" and identity.project_id != project_id:
-            raise ApiError(WRONG_PROJECT)
+            raise ApiError(WRONG_PROJECT, refusal="other_project")
         return project_id
 
     async def call(self, params: Mapping[str, Any], project_id: str) -> Any:

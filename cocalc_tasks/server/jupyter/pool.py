@@ -28,6 +28,7 @@ from cocalc_tasks.server.jupyter.execute import run_cell
 from cocalc_tasks.server.jupyter.kernel import WarmKernel, shutdown_kernel
 from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog
 from cocalc_tasks.server.jupyter.outputs import OutputCollector, OutputLimits
+from cocalc_tasks.server.metrics import ServerMetrics
 from cocalc_tasks.server.processes.zygotes import ForkingKernelManager, Zygotes
 from cocalc_tasks.server.sandbox import ANONYMOUS, Area, Sandbox
 
@@ -65,8 +66,10 @@ class KernelPools:
         project_size: int = 1,
         idle_seconds: float = 1800.0,
         sage_threads: int = 1,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.catalog = catalog
+        self.metrics = metrics or ServerMetrics()
         self.sage_threads = sage_threads
         self.scratch_dir = scratch_dir
         self.kernel_env = kernel_env
@@ -90,6 +93,8 @@ class KernelPools:
         self._start_timeout = start_timeout
         self._closed = False
         self._live: set[WarmKernel] = set()
+        #: Kernels handed to a call and not yet released.
+        self._taken: set[WarmKernel] = set()
         self._failures: dict[PoolKey, int] = {}
         #: Zygotes that fork pre-imported kernels (see processes/zygotes.py); None: always exec.
         self.zygotes = (
@@ -129,6 +134,11 @@ class KernelPools:
 
     async def take(self, spec_name: str, area: Area | None = None) -> WarmKernel:
         """A fresh kernel for one call: from the pool, or started now if the pool is empty."""
+        kernel = await self._take(spec_name, area)
+        self._taken.add(kernel)
+        return kernel
+
+    async def _take(self, spec_name: str, area: Area | None) -> WarmKernel:
         where = self.area_for(area)
         key = (where.name, spec_name)
         self._used[where.name] = time.monotonic()
@@ -149,6 +159,7 @@ class KernelPools:
 
     def release(self, kernel: WarmKernel) -> None:
         """Shut a used kernel down in the background, and top its pool up."""
+        self._taken.discard(kernel)
         self._spawn(self._dispose(kernel))
         key = (kernel.area_name, kernel.spec_name)
         if key in self._ready:
@@ -201,6 +212,16 @@ class KernelPools:
         """Ready kernels per kernelspec in ``area`` (default: the default area)."""
         name = self.area_for(area).name
         return {spec: q.qsize() for (where, spec), q in self._ready.items() if where == name}
+
+    def census(self) -> dict[tuple[str, str], dict[str, int]]:
+        """``(area, kernelspec) -> {"warm", "busy", "starting"}`` over every pool."""
+        counts: dict[tuple[str, str], dict[str, int]] = {}
+        for key, queue in self._ready.items():
+            counts[key] = {"warm": queue.qsize(), "busy": 0, "starting": self._starting.get(key, 0)}
+        for kernel in self._taken:
+            key = (kernel.area_name, kernel.spec_name)
+            counts.setdefault(key, {"warm": 0, "busy": 0, "starting": 0})["busy"] += 1
+        return counts
 
     async def close_idle(self) -> list[str]:
         """Stop the pools and zygotes of project areas unused for ``idle_seconds``."""
@@ -296,6 +317,7 @@ class KernelPools:
         )
         env = {**self._env_for(where), "COCALC_JUPYTER_KERNELNAME": spec_name}
         async with self._start_slots:
+            started = time.monotonic()
             try:
                 await manager.start_kernel(cwd=str(workdir), env=env)
             except Exception as exc:
@@ -311,6 +333,9 @@ class KernelPools:
             except Exception as exc:
                 await self._dispose(kernel)
                 raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
+        how = "forked" if manager.forked else "exec"
+        self.metrics.kernel_starts.labels(spec_name, how).inc()
+        self.metrics.kernel_start_seconds.labels(how).observe(time.monotonic() - started)
         return kernel
 
     async def _dispose(self, kernel: WarmKernel) -> None:

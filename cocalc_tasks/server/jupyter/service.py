@@ -30,6 +30,7 @@ from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog, UnknownKernel
 from cocalc_tasks.server.jupyter.outputs import OutputCollector, OutputLimits
 from cocalc_tasks.server.jupyter.pool import KernelPools, KernelStartError
 from cocalc_tasks.server.jupyter.quotas import QuotaExceeded, Quotas, caller_ids
+from cocalc_tasks.server.metrics import ServerMetrics
 from cocalc_tasks.server.projects import (
     PathEscape,
     checked_project_id,
@@ -93,10 +94,12 @@ class ExecutionService:
         pools: KernelPools,
         storage: Storage,
         sandbox: Sandbox | None = None,
+        metrics: ServerMetrics | None = None,
     ) -> None:
         self.settings = settings
         self.catalog = catalog
         self.pools = pools
+        self.metrics = metrics or ServerMetrics()
         self.db = storage.db
         self.cache = storage.cache
         self.api_log = storage.api_log
@@ -115,11 +118,11 @@ class ExecutionService:
     def _authorize(self, identity: Identity, project_id: str | None) -> None:
         if project_id is not None:
             if not identity.signed_in:
-                raise ApiError(NOT_SIGNED_IN)
+                raise ApiError(NOT_SIGNED_IN, refusal="not_signed_in")
             if not identity.may_use_project(project_id.lower()):
-                raise ApiError(NOT_COLLABORATOR)
+                raise ApiError(NOT_COLLABORATOR, refusal="other_project")
         elif not identity.signed_in and not self.settings.allow_anonymous:
-            raise ApiError(NOT_SIGNED_IN)
+            raise ApiError(NOT_SIGNED_IN, refusal="not_signed_in")
 
     # -- kernels -----------------------------------------------------------------------------
     def kernels(self, params: Mapping[str, Any], identity: Identity) -> list[dict[str, Any]]:
@@ -210,14 +213,16 @@ class ExecutionService:
         facts["hash"] = digest
         if not no_cache and (hit := await self._cached(digest, identity)) is not None:
             facts["cached"] = True
+            self.metrics.executions.labels("cache").inc()
             return hit
         if project_id is None:  # CoCalc's quotas hold in the global pool, on a cache miss
             try:
                 await off_loop(self.db, self.quotas.check, identity)
             except QuotaExceeded as exc:
-                raise ApiError(str(exc)) from None
+                raise ApiError(str(exc), refusal="quota") from None
         created = js_iso_now()
         output = await self._run(kernel.spec_name, directory, history, input_, project_id)
+        self.metrics.executions.labels("computed").inc()
         await off_loop(
             self.db,
             self.cache.put,
@@ -235,12 +240,14 @@ class ExecutionService:
         allowed to call at all, and a project's result is only a hit for those who may use
         that project (for anyone else it is a miss, which says nothing of its existence)."""
         if not identity.signed_in and not self.settings.allow_anonymous:
-            raise ApiError(NOT_SIGNED_IN)
+            raise ApiError(NOT_SIGNED_IN, refusal="not_signed_in")
         if not isinstance(digest, str) or not _HASH_RE.match(digest):
             raise ApiError("hash must be a string of 40 hex digits")
         facts["hash"] = digest
         hit = await self._cached(digest, identity)
         facts["cached"] = hit is not None
+        if hit is not None:
+            self.metrics.executions.labels("cache").inc()
         return hit or {}
 
     async def _cached(self, digest: str, identity: Identity) -> dict[str, Any] | None:
@@ -264,7 +271,7 @@ class ExecutionService:
         try:
             target = resolve_path(base, path)
         except PathEscape as exc:
-            raise ApiError(f"Error: {exc}") from None
+            raise ApiError(f"Error: {exc}", refusal="path") from None
         if not target.is_dir():
             raise ApiError(f"Error: path {path!r} is not a directory in the project")
         return target
@@ -316,6 +323,7 @@ class ExecutionService:
                 if self.sandbox is not None and area and self.sandbox.oom_kills(area) > ooms:
                     caps = self.sandbox.caps_for(area).as_text()
                     hint = f" (the project reached its memory cap: {caps})"
+                    self.metrics.memory_kills.labels("kernel").inc()
                 raise ApiError(f"Error: {exc}{hint}") from None
             finally:
                 self.pools.release(kernel)

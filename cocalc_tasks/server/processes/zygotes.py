@@ -461,6 +461,8 @@ class ForkingProvisioner(LocalProvisioner):
             else:
                 # What LocalProvisioner.launch_kernel records for a Popen; the child is its own
                 # session. In a sandbox the pid is the sandbox's: signals go through the zygote.
+                if isinstance(self.parent, ForkingKernelManager):
+                    self.parent.forked = True
                 self.process = process  # type: ignore[assignment]  # the Popen subset it uses
                 self.pid = process.pid
                 self.pgid = None if zygote.sandboxed else process.pid
@@ -505,6 +507,8 @@ class ForkingKernelManager(AsyncKernelManager):
         self.sandbox = sandbox
         self.limits = limits
         self.sage_threads = sage_threads
+        #: Whether the kernel was forked from a zygote (set by the provisioner).
+        self.forked = False
 
 
 def fork_supported() -> bool:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cocalc_tasks.server.storage.database import Database
 
-__all__ = ["ApiCall", "ApiLog"]
+__all__ = ["ApiCall", "ApiLog", "LoggedCall"]
 
 
 @dataclass(frozen=True)
@@ -29,6 +29,18 @@ class ApiCall:
     cached: bool
     total_time_s: float
     error: str | None = None
+
+
+@dataclass(frozen=True)
+class LoggedCall:
+    """One API log row as the pages show it."""
+
+    created: float
+    kernel: str | None
+    cached: bool
+    total_time_s: float
+    error: str | None
+    route: str
 
 
 def _text(value: str | None, limit: int = 1024) -> str | None:
@@ -88,6 +100,34 @@ class ApiLog:
             params.append(anonymous_id)
         row = self._db.one(sql, params)
         return float(row[0]) if row else 0.0
+
+    def recent(self, project_id: str, limit: int = 50) -> list[LoggedCall]:
+        """A project's latest Jupyter calls, newest first."""
+        rows = self._db.all(
+            "SELECT created, kernel, cached, total_time_s, error, route FROM jupyter_api_log "
+            "WHERE project_id = ? ORDER BY created DESC LIMIT ?",
+            (project_id, limit),
+        )
+        return [LoggedCall(float(r[0]), r[1], bool(r[2]), float(r[3]), r[4], r[5]) for r in rows]
+
+    def active_projects(self, since: float) -> dict[str, tuple[int, float]]:
+        """``project_id -> (calls, last call time)`` for projects that called since ``since``."""
+        rows = self._db.all(
+            "SELECT project_id, COUNT(*), MAX(created) FROM jupyter_api_log "
+            "WHERE created >= ? AND project_id IS NOT NULL GROUP BY project_id",
+            (since,),
+        )
+        return {str(r[0]): (int(r[1]), float(r[2])) for r in rows}
+
+    def cache_counts(self, since: float) -> tuple[int, int]:
+        """``(answered from the cache, computed)`` among the successful calls since ``since``."""
+        rows = self._db.all(
+            "SELECT cached, COUNT(*) FROM jupyter_api_log WHERE created >= ? AND error IS NULL "
+            "AND kernel IS NOT NULL GROUP BY cached",
+            (since,),
+        )
+        counts = {int(r[0]): int(r[1]) for r in rows}
+        return counts.get(1, 0), counts.get(0, 0)
 
     def purge_expired(self) -> int:
         return self._db.execute("DELETE FROM jupyter_api_log WHERE expire <= ?", (time.time(),))

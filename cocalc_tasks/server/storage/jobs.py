@@ -169,6 +169,27 @@ class JobStore:
             return [_record(r) for r in self.db.all(sql)]
         return [_record(r) for r in self.db.all(sql + " AND replica = ?", (replica,))]
 
+    def recent(self, project_id: str | None = None, limit: int = 50) -> list[JobRecord]:
+        """Unexpired jobs, newest first: one project's, or every project's."""
+        sql = f"SELECT {_COLUMNS} FROM exec_jobs WHERE (status = 'running' OR accessed > ?)"  # noqa: S608
+        params: list[object] = [time.time() - self.ttl]
+        if project_id is not None:
+            sql += " AND project_id = ?"
+            params.append(project_id)
+        sql += " ORDER BY start DESC LIMIT ?"
+        params.append(limit)
+        return [_record(r) for r in self.db.all(sql, tuple(params))]
+
+    def peek(self, job_id: str, project_id: str) -> JobRecord | None:
+        """The job, if it belongs to ``project_id`` and has not expired; unlike :meth:`get`
+        (a client's read), looking at it does not keep it alive."""
+        row = self.db.one(
+            f"SELECT {_COLUMNS} FROM exec_jobs "  # noqa: S608
+            "WHERE job_id = ? AND project_id = ? AND (status = 'running' OR accessed > ?)",
+            (job_id, project_id, time.time() - self.ttl),
+        )
+        return None if row is None else _record(row)
+
     def request_cancel(self, job_id: str, project_id: str) -> bool:
         """Ask the job's replica to cancel it; False if it is not running."""
         return (

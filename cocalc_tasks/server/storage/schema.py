@@ -92,6 +92,11 @@ MIGRATIONS: list[list[str]] = [
         "CREATE UNIQUE INDEX exec_jobs_running_key ON exec_jobs (project_id, job_key) "
         "WHERE status = 'running' AND job_key IS NOT NULL",
     ],
+    # 3: the server's pages list a project's jobs and Jupyter calls, newest first.
+    [
+        "CREATE INDEX exec_jobs_project ON exec_jobs (project_id, start)",
+        "CREATE INDEX jupyter_api_log_project ON jupyter_api_log (project_id, created)",
+    ],
 ]
 SCHEMA_VERSION = len(MIGRATIONS)
 _LOCK_KEY = 0x636F63616C63  # "cocalc": one advisory lock for schema changes
