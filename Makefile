@@ -20,7 +20,7 @@ PYTEST_FLAGS ?= -q -p no:cacheprovider
 
 .PHONY: help env airflow-env airflow-oldest-env prefect-env sage-env serve-sage demo test test-core test-airflow test-prefect \
         test-airflow-releases \
-        test-sage test-docs docs lint bench soak clean bwrap postgres nginx
+        test-sage test-docs docs lint bench soak clean bwrap postgres nginx chromium screenshot
 
 help:
 	@echo "make demo   run the example pipeline against the embedded local server"
@@ -71,8 +71,13 @@ test-docs: env sage-env
 	COCALC_REQUIRE_SAGE=1 .venv/bin/pytest $(PYTEST_FLAGS) tests/docs
 
 # COCALC_REQUIRE_POSTGRES=1: the PostgreSQL tests fail (not skip) where it cannot start.
-test-core: env bwrap postgres nginx
-	COCALC_REQUIRE_POSTGRES=1 .venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/notebooks tests/reliability
+test-core: env bwrap postgres nginx chromium
+	COCALC_REQUIRE_POSTGRES=1 COCALC_REQUIRE_BROWSER=1 .venv/bin/pytest $(PYTEST_FLAGS) tests/unit tests/server tests/notebooks tests/reliability tests/browser
+
+# The job page's picture in the documentation, taken by the browser test from the real page.
+screenshot: env bwrap chromium
+	COCALC_TASKS_SCREENSHOT=$(CURDIR)/docs/images/job-page.png COCALC_REQUIRE_BROWSER=1 \
+	  .venv/bin/pytest $(PYTEST_FLAGS) tests/browser
 
 # Real parts, installed from Debian's packages where missing (as root, or with sudo -n):
 # bubblewrap for the sandbox tests, PostgreSQL and nginx for the replica tests.
@@ -95,6 +100,11 @@ postgres:
 
 nginx:
 	$(call apt_install,nginx,sh -c 'command -v nginx || test -x /usr/sbin/nginx')
+
+# The pages' browser test: Debian's headless-capable Chromium and its chromedriver (browsers
+# that download themselves cannot be fetched everywhere), and a font for the screenshot.
+chromium:
+	$(call apt_install,chromium chromium-driver fonts-dejavu-core,sh -c 'command -v chromium && command -v chromedriver')
 
 # The Airflow suite runs on the newest Airflow release and on the oldest one supported (3.0.6).
 test-airflow: airflow-env airflow-oldest-env sage-env

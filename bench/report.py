@@ -167,6 +167,16 @@ def write_markdown(r: dict[str, Any]) -> None:
             f"download) / papermill locally, p50 | {nb['run_notebook']['p50_ms']:.0f} / "
             f"{nb['papermill_local']['p50_ms']:.0f} ms (**{nb['ratio_p50']:.2f}x**) | <= 2x |"
         )
+    pg = r.get("pages")
+    if pg:
+        lines += [
+            f"| 12 | server CPU with {pg['pages']} job pages open in headless Chromium, following 8 "
+            f"running jobs ({pg['live_polls_per_second']:.1f} live polls/s; the same jobs, no "
+            f"page: {pg['jobs_only_cpu_pct']:.2f}%) | {pg['with_pages_cpu_pct']:.2f}%: "
+            f"**+{pg['pages_cpu_pct']:.2f}%** of one core for the pages | small |",
+            f"| 12 | a job page / a live poll | p50 {pg['job_page']['p50_ms']:.2f} / "
+            f"{pg['live_poll']['p50_ms']:.2f} ms | |",
+        ]
     lines += [
         "",
         "![results](results.png)",

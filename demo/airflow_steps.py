@@ -59,10 +59,22 @@ def main() -> int:
             if isinstance(value, dict) and "stdout" in value:
                 value = value["stdout"].strip().splitlines()[-1]
             print(f"DAG {dag.dag_id}: {run.state}; {final_task} returned {value}")
+            if module is cocalc_command_job:
+                show_link(run, final_task)
     return 0
 
 
-def xcom(run: object, task_id: str) -> object:
+def show_link(run: object, task_id: str) -> None:
+    """The long job's extra link in the Airflow UI ("CoCalc project"): its job page here."""
+    import requests
+
+    url = xcom(run, task_id, key="cocalc_project_url")
+    key = os.environ.get("COCALC_API_KEY") or ""
+    page = requests.get(str(url), auth=(key, "") if key else None, timeout=30)
+    print(f"  extra link of {task_id}: {url} -> HTTP {page.status_code}")
+
+
+def xcom(run: object, task_id: str, key: str = "return_value") -> object:
     from airflow.models.xcom import XComModel
     from airflow.utils.session import create_session
 
@@ -70,9 +82,9 @@ def xcom(run: object, task_id: str) -> object:
         row = (
             session.query(XComModel)
             .filter_by(
-                run_id=run.run_id,
+                run_id=run.run_id,  # type: ignore[attr-defined]
                 task_id=task_id,
-                key="return_value",  # type: ignore[attr-defined]
+                key=key,
             )
             .first()
         )

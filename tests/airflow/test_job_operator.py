@@ -19,6 +19,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import requests
 from airflow.providers.common.compat.sdk import (
     AirflowException,
     AirflowFailException,
@@ -26,6 +27,7 @@ from airflow.providers.common.compat.sdk import (
     TaskDeferred,
 )
 
+from airflow_provider.operators.cocalc import PROJECT_URL_KEY
 from airflow_provider.operators.job import JOB_ID_KEY, CocalcRunOperator, wait_deadline
 from airflow_provider.triggers.cocalc import CocalcJobTrigger
 from cocalc_tasks import CocalcClient
@@ -101,6 +103,13 @@ def test_a_job_streams_its_lines_and_returns_a_compact_summary(
     assert value["exit_code"] == 0 and value["ok"] and value["status"] == "completed"
     assert value["stdout"] == "line 1\nline 2\nline 3\n" and value["stderr"] == "oops\n"
     assert pushed(ctx, JOB_ID_KEY) == [value["job_id"]]
+    # The extra link: the project first (before any job exists), then the job's page, which
+    # the local server serves.
+    links = pushed(ctx, PROJECT_URL_KEY)
+    job_page = f"{client.host}/projects/{project}/jobs/{value['job_id']}"
+    assert links == [f"{client.host}/projects/{project}", job_page]
+    page = requests.get(job_page, auth=(SECRET_KEY, ""), timeout=30)
+    assert page.status_code == 200 and "line 3" in page.text and "completed" in page.text
     assert value["elapsed"] >= 1.0 and value["stats"]["samples"] >= 0
     json.dumps(value)  # XCom-safe
     assert SECRET_KEY not in json.dumps(value) and SECRET_KEY not in log
@@ -216,8 +225,13 @@ def test_the_next_try_reattaches_reuses_or_resubmits(
     if not RESUMABLE:  # nothing is kept across tries: a new job, whatever came before
         submits, expected = 1, "second"
     before = len(runs(client))
-    value = op.execute(context(store))  # type: ignore[arg-type]
+    ctx = context(store)
+    value = op.execute(ctx)  # type: ignore[arg-type]
     assert len(runs(client)) - before == submits
+    # Submitted or re-attached, the link ends on the job this try waited for.
+    assert pushed(ctx, PROJECT_URL_KEY)[-1] == (
+        f"{client.host}/projects/{project}/jobs/{value['job_id']}"
+    )
     want = {"attached": "first", "first": "first", "second": "second"}[expected]
     assert value["stdout"].split() == [want]
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import re
 import signal
 import threading
 import time
@@ -17,6 +18,7 @@ from pathlib import Path
 
 import psycopg
 import pytest
+import requests
 
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.local_server import LocalServer
@@ -262,3 +264,41 @@ def test_one_job_key_on_two_replicas_starts_one_job(
     finally:
         for server in servers:
             server.stop()
+
+
+def test_a_job_page_shows_the_job_on_either_replica_and_through_the_proxy(
+    cluster: Cluster,
+) -> None:
+    with cluster.client(cluster.proxy) as client, cluster.client(cluster.a) as on_a:
+        job = on_a.submit("echo '<b>from a</b>'; sleep 300", timeout=600)
+        # The link a client gets through the proxy is the job's page behind the proxy.
+        client.job(job)
+        url = client.page_url(job.project_id, job.job_id)
+        assert url == f"{cluster.proxy.url}/projects/{PROJECT_ID}/jobs/{job.job_id}"
+        deadline = time.monotonic() + 20
+        while "from a" not in on_a.job(job).stdout and time.monotonic() < deadline:
+            time.sleep(0.1)
+        pages = {
+            name: requests.get(
+                f"{where.url}/projects/{PROJECT_ID}/jobs/{job.job_id}",
+                auth=(SECRET_KEY, ""),
+                timeout=30,
+            )
+            for name, where in (("a", cluster.a), ("b", cluster.b), ("proxy", cluster.proxy))
+        }
+        for name, page in pages.items():
+            assert page.status_code == 200, name
+            assert "&lt;b&gt;from a&lt;/b&gt;" in page.text, name
+            assert "on replica a" in page.text, name
+        # The Cancel form of b's page, posted to b: a, which runs the job, kills it.
+        token = re.search(r'name="token" value="([0-9a-f]{64})"', pages["b"].text)
+        assert token
+        done = requests.post(
+            f"{cluster.b.url}/projects/{PROJECT_ID}/jobs/{job.job_id}/cancel",
+            data={"token": token.group(1)},
+            auth=(SECRET_KEY, ""),
+            allow_redirects=False,
+            timeout=30,
+        )
+        assert done.status_code == 303
+        assert on_a.job(job).status == "killed"
