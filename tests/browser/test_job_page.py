@@ -64,8 +64,8 @@ def test_a_running_job_page_follows_its_output_and_cancels_it(
 ) -> None:
     marker = f"page-test-{uuid.uuid4().hex[:12]}"
     script = (
-        "for i in $(seq 1 20); do echo \"line $i\"; "
-        "if [ $((i % 5)) = 0 ]; then echo \"warning $i <script>alert(1)</script>\" >&2; fi; "
+        'for i in $(seq 1 20); do echo "line $i"; '
+        'if [ $((i % 5)) = 0 ]; then echo "warning $i <script>alert(1)</script>" >&2; fi; '
         "python3 -c 'sum(range(3000000))'; sleep 0.7; done"
     )
     with CocalcClient(
@@ -84,8 +84,10 @@ def test_a_running_job_page_follows_its_output_and_cancels_it(
         browser.execute_script("window.cocalcTestMarker = 1")
         first = text_of(browser, "stdout").count("line ")
         WebDriverWait(browser, 30, poll_frequency=0.2).until(
-            lambda b: text_of(b, "stdout").count("line ") >= max(first + 3, 8)
-            and "warning 5" in text_of(b, "stderr")
+            lambda b: (
+                text_of(b, "stdout").count("line ") >= max(first + 3, 8)
+                and "warning 5" in text_of(b, "stderr")
+            )
         )
         assert browser.execute_script("return window.cocalcTestMarker") == 1
         stdout, stderr = text_of(browser, "stdout"), text_of(browser, "stderr")

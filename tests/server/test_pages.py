@@ -13,6 +13,7 @@ import pytest
 import requests
 
 from cocalc_tasks import CocalcClient
+from cocalc_tasks.errors import CocalcError
 from cocalc_tasks.notebooks import run_notebook
 from cocalc_tasks.server.local_server import LocalServer
 from tests.conftest import SECRET_KEY
@@ -46,7 +47,7 @@ def project_client(server: LocalServer) -> Iterator[CocalcClient]:
 
 
 def test_who_sees_what(server: LocalServer, project_client: CocalcClient) -> None:
-    job = project_client.submit(f"echo ran; echo \"{SCRIPT}\"", timeout=60)
+    job = project_client.submit(f'echo ran; echo "{SCRIPT}"', timeout=60)
     project_client.wait(job)
     project_client.execute("1+1", kernel="python3", no_cache=True)
     job_page = f"/projects/{PROJECT_ID}/jobs/{job.job_id}"
@@ -58,14 +59,16 @@ def test_who_sees_what(server: LocalServer, project_client: CocalcClient) -> Non
     assert get(server, job_page, SECRET_KEY).status_code == 200
     # An account key may look at any project (empty), but not at a job of another project.
     assert get(server, f"/projects/{OTHER_PROJECT}", SECRET_KEY).status_code == 200
-    assert get(server, f"/projects/{OTHER_PROJECT}/jobs/{job.job_id}", SECRET_KEY).status_code == 404
+    assert (
+        get(server, f"/projects/{OTHER_PROJECT}/jobs/{job.job_id}", SECRET_KEY).status_code == 404
+    )
 
     # A project key: its project, and a 404 (never 403) for any other.
     assert get(server, f"/projects/{PROJECT_ID}", PROJECT_KEY).status_code == 200
     assert get(server, job_page, PROJECT_KEY).status_code == 200
     other = get(server, f"/projects/{OTHER_PROJECT}", PROJECT_KEY)
     assert other.status_code == 404
-    assert get(server, f"/projects/not-a-uuid", PROJECT_KEY).status_code == 404
+    assert get(server, "/projects/not-a-uuid", PROJECT_KEY).status_code == 404
     assert OTHER_PROJECT not in get(server, "/", PROJECT_KEY).text
 
     # Anonymous visitors (allowed on this server): the global pool, no project; a project
@@ -94,7 +97,7 @@ def test_what_a_job_prints_is_escaped_everywhere(
     server: LocalServer, project_client: CocalcClient
 ) -> None:
     job = project_client.submit(
-        f"echo \"{SCRIPT}\"; echo \"{SCRIPT}\" >&2; echo '<img src=x onerror=alert(1)>'",
+        f'echo "{SCRIPT}"; echo "{SCRIPT}" >&2; echo \'<img src=x onerror=alert(1)>\'',
         timeout=60,
     )
     project_client.wait(job)
@@ -169,7 +172,9 @@ def test_cancel_needs_the_pages_token_and_kills_the_job(
     assert cancel(SECRET_KEY, {}).status_code == 403  # no token
     assert cancel(SECRET_KEY, {"token": "0" * 64}).status_code == 403
     # Another site's form: the browser says so, token or not.
-    assert cancel(SECRET_KEY, {"token": token}, **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    assert (
+        cancel(SECRET_KEY, {"token": token}, **{"Sec-Fetch-Site": "cross-site"}).status_code == 403
+    )
     assert cancel(SECRET_KEY, {"token": token}, Origin="https://evil.example").status_code == 403
     # The token is the key's: the project key's page has its own.
     assert cancel(PROJECT_KEY, {"token": token}).status_code == 403
@@ -193,7 +198,11 @@ def test_a_notebook_run_links_its_executed_notebook(
             "from IPython.display import HTML\nHTML(\"<b>bold</b><script>alert('nb')</script>\")"
         ),
     ]
-    nb.metadata["kernelspec"] = {"name": "python3", "display_name": "Python 3", "language": "python"}
+    nb.metadata["kernelspec"] = {
+        "name": "python3",
+        "display_name": "Python 3",
+        "language": "python",
+    }
     result = run_notebook(nb, client=project_client)
     job_page = get(server, f"/projects/{PROJECT_ID}/jobs/{result.job_id}", SECRET_KEY).text
     assert "the executed notebook" in job_page
@@ -256,9 +265,11 @@ def test_metrics_count_what_happens(server: LocalServer, project_client: CocalcC
     code = f"{time.time_ns()} * 2"
     project_client.execute(code, kernel="python3")
     project_client.execute(code, kernel="python3")  # the cache answers
-    with CocalcClient(api_key=PROJECT_KEY, host=server.url, timeout=(5, 60)) as other:
-        with pytest.raises(Exception, match="collaborator"):
-            other.execute("1", kernel="python3", project_id=OTHER_PROJECT)
+    with (
+        CocalcClient(api_key=PROJECT_KEY, host=server.url, timeout=(5, 60)) as other,
+        pytest.raises(CocalcError, match="collaborator"),
+    ):
+        other.execute("1", kernel="python3", project_id=OTHER_PROJECT)
     job = project_client.submit("exit 0")
     project_client.wait(job)
     response = get(server, "/metrics", SECRET_KEY)
