@@ -4,12 +4,14 @@ trigger, against the local server with real kernels."""
 from __future__ import annotations
 
 import json
+import re
 import uuid
 from pathlib import Path
 from typing import Any
 
 import nbformat
 import pytest
+import requests
 
 from tests.airflow.conftest import without_airflow_mask_requests
 from tests.airflow.test_example_dags import states, xcom
@@ -33,6 +35,12 @@ def test_the_report_dag_runs_the_notebook_deferred_and_passes_its_results(
     assert summary["results"]["max_error"] < 1e-12
     (checked,) = xcom(run, "check")
     assert checked.startswith("301 points") and checked.endswith(str(out))
+    # The task's CoCalc link is the job's page, which renders the executed notebook.
+    (link,) = xcom(run, "report", key="cocalc_project_url")
+    assert link == f"{cocalc_conn}/projects/{conf['project_id']}/jobs/{summary['job_id']}"
+    page = requests.get(link + "/notebook", auth=(SECRET_KEY, ""), timeout=30)
+    assert page.status_code == 200
+    assert "n = 300" in re.sub(r"<[^>]+>", "", page.text)  # the injected parameter cell
     saved = nbformat.read(out, as_version=4)
     nbformat.validate(saved)
     injected = [c for c in saved.cells if "injected-parameters" in c.metadata.get("tags", [])]
@@ -83,8 +91,11 @@ def test_the_extra_link_points_at_an_http_output(airflow_db: Path) -> None:
         "airflow_provider.operators.notebook.CocalcNotebookLink"
         in get_provider_info()["extra-links"]
     )
+    from airflow_provider.operators.cocalc import CocalcProjectLink
+
     op = CocalcNotebookOperator(task_id="x", notebook="a.ipynb")
-    assert [type(link) for link in op.operator_extra_links] == [CocalcNotebookLink]
+    links = [type(link) for link in op.operator_extra_links]
+    assert links == [CocalcProjectLink, CocalcNotebookLink]
     pushed: dict[str, Any] = {}
 
     class TI:

@@ -10,6 +10,7 @@ from typing import Any
 from unittest import mock
 
 import pytest
+import requests
 from prefect import flow
 from prefect.context import get_run_context
 
@@ -76,6 +77,11 @@ def test_run_command_streams_returns_and_reports(
     (artifact,) = artifacts("cocalc-job-test")[:1]
     assert "| exit code | 0 |" in artifact.data and result.job_id in artifact.data
     assert "## CPU and memory" in artifact.data or not result.stats
+    # The artifact links the job's page on this server, which shows the job.
+    page = f"{client.host}/projects/{client.project_id}/jobs/{result.job_id}"
+    assert f"| page | [{page}]({page}) |" in artifact.data
+    shown = requests.get(page, auth=(SECRET_KEY, ""), timeout=30)
+    assert shown.status_code == 200 and "line 3" in shown.text
     assert flow_labels(run_id)[JOB_LABEL_PREFIX + result.job_id] == "done"
     assert not any(SECRET_KEY in line for line in logs) and SECRET_KEY not in artifact.data
 
