@@ -18,6 +18,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.local_server import LocalServer
@@ -162,3 +163,8 @@ def test_an_example_dag_triggered_by_hand_succeeds(
         (None,)
     ]
     assert "[stdout] done after 3 steps" in log
+    # The task's CoCalc link, as the UI shows it, opens the job's page on the server.
+    link = deployment.extra_links("cocalc_command_job", run_id, "steps")["CoCalc project"]
+    assert link is not None and re.fullmatch(rf".*/projects/{project}/jobs/[0-9a-f-]{{36}}", link)
+    page = requests.get(link, auth=(SECRET_KEY, ""), timeout=30)
+    assert page.status_code == 200 and "done after 3 steps" in page.text, link

@@ -66,7 +66,7 @@ def test_a_running_job_page_follows_its_output_and_cancels_it(
     script = (
         'for i in $(seq 1 20); do echo "line $i"; '
         'if [ $((i % 5)) = 0 ]; then echo "warning $i <script>alert(1)</script>" >&2; fi; '
-        "python3 -c 'sum(range(3000000))'; sleep 0.7; done"
+        "python3 -c 'sum(range(3000000))'; sleep 0.9; done"
     )
     with CocalcClient(
         api_key=SECRET_KEY, host=server.url, project_id=PROJECT_ID, timeout=(5, 60)

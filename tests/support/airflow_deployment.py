@@ -50,6 +50,22 @@ class AirflowDeployment:
             raise AssertionError(f"airflow {' '.join(args)}: {done.stderr[-3000:]}")
         return done.stdout
 
+    def extra_links(self, dag_id: str, run_id: str, task_id: str) -> dict[str, str | None]:
+        """A task's extra links as the UI asks for them: the API server's links endpoint, with
+        the token the all-admins auth manager hands out."""
+        import requests
+
+        api = f"http://127.0.0.1:{self.env['AIRFLOW__API__PORT']}"
+        token = requests.get(f"{api}/auth/token", timeout=30).json()["access_token"]
+        response = requests.get(
+            f"{api}/api/v2/dags/{dag_id}/dagRuns/{run_id}/taskInstances/{task_id}/links",
+            headers={"Authorization": f"Bearer {token}"},
+            timeout=30,
+        )
+        response.raise_for_status()
+        links: dict[str, str | None] = response.json()
+        return links
+
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
         with sqlite3.connect(self.home / "airflow.db", timeout=30) as db:
             return db.execute(sql, params).fetchall()

@@ -402,3 +402,18 @@ def test_a_key_echoed_by_the_server_is_redacted_from_errors() -> None:
     assert SECRET_KEY not in str(info.value) and SECRET_KEY not in repr(info.value)
     assert SECRET_KEY not in (info.value.server_message or "")
     assert "***" in str(info.value)
+
+
+def test_page_links_are_the_project_on_cocalc_and_the_job_on_a_cocalc_tasks_server() -> None:
+    started = body("exec_async_start.json")
+    with requests_mock.Mocker() as m, client() as c:
+        m.post(EXEC, json=started)  # CoCalc: no cocalc-tasks header
+        job = c.submit("sleep 1", project_id=PID)
+        assert not c.has_job_pages
+        assert c.page_url(PID, job.job_id) == f"{HOST}/projects/{PID}"
+        assert c.page_url() == f"{HOST}/projects/{PID}"  # the client's own project
+    with requests_mock.Mocker() as m, client() as c:
+        m.post(EXEC, json=started, headers={"x-cocalc-tasks-replica": "a"})
+        job = c.submit("sleep 1", project_id=PID)
+        assert c.page_url(PID, job.job_id) == f"{HOST}/projects/{PID}/jobs/{job.job_id}"
+        assert c.page_url(PID) == f"{HOST}/projects/{PID}"
