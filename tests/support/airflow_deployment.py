@@ -63,7 +63,8 @@ class AirflowDeployment:
             timeout=30,
         )
         response.raise_for_status()
-        links: dict[str, str | None] = response.json()
+        body = response.json()  # {"extra_links": {name: url}, "total_entries": n}
+        links: dict[str, str | None] = body.get("extra_links", body)
         return links
 
     def query(self, sql: str, *params: Any) -> list[tuple[Any, ...]]:
