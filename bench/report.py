@@ -128,6 +128,9 @@ def write_markdown(r: dict[str, Any]) -> None:
             f"**{fd['calls_per_s']:.1f}** / {ed['calls_per_s']:.2f} calls/s "
             f"(**{g['distinct_speedup']:.1f}x**); p50 {fd['p50_ms']:.0f} / "
             f"{ed['p50_ms']:.0f} ms | >= 10/s and >= 5x |",
+            f"| 9 | Sage, distinct calls with 4 clients, forked, Sage's `bin/` on `PATH` | "
+            f"{g['forked_bin_on_path_distinct_4_clients']['calls_per_s']:.1f} calls/s, p50 "
+            f"{g['forked_bin_on_path_distinct_4_clients']['p50_ms']:.0f} ms | as without |",
             f"| 9 | Sage warm call vs python3 warm call (forked), p50 | "
             f"{g['forked_sage_warm']['p50_ms']:.1f} / {g['forked_python3_warm']['p50_ms']:.1f} ms "
             f"(**{g['sage_vs_python3_warm_p50']:.2f}x**) | <= 2x |",

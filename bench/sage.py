@@ -5,12 +5,15 @@ side by side in one run. ``python -m bench.sage`` runs it alone."""
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import subprocess
 import sys
 import tempfile
 import time
 import uuid
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
@@ -131,29 +134,41 @@ def _flow(server: LocalServer) -> float | None:
     return wall
 
 
+@contextlib.contextmanager
+def _sage_server(extra: list[str], env: dict[str, str] | None = None) -> Iterator[LocalServer]:
+    """A server run by the Sage environment's Python, its Sage pool full and settled."""
+    with (
+        tempfile.TemporaryDirectory() as data,
+        LocalServer(
+            python=str(SAGE_PYTHON),
+            data_dir=data,
+            api_keys=[KEY],
+            args=[*ARGS, "--pool-size", "2", "--kernel-pool", "sagemath=2", *extra],
+            env=env,
+        ) as server,
+    ):
+        server.wait_for_pool("sagemath", 2, timeout=300)
+        time.sleep(2)  # the pool's kernels settle
+        yield server
+
+
 def sage_costs() -> dict[str, Any]:
     if not SAGE_PYTHON.exists():
         return {"skipped": "no Sage environment (make sage-env)"}
     results: dict[str, Any] = {}
     for mode, extra in (("forked", []), ("exec", ["--no-fork-kernels"])):
-        with (
-            tempfile.TemporaryDirectory() as data,
-            LocalServer(
-                python=str(SAGE_PYTHON),
-                data_dir=data,
-                api_keys=[KEY],
-                args=[*ARGS, "--pool-size", "2", "--kernel-pool", "sagemath=2", *extra],
-            ) as server,
-        ):
-            server.wait_for_pool("sagemath", 2, timeout=300)
+        with _sage_server(extra) as server:
             server.wait_for_pool("python3", 2, timeout=300)
-            time.sleep(2)  # the pool's kernels settle
             pss = _pss_mib(_sage_kernels(server))
             results[f"{mode}_kernel_pss_mib"] = sum(pss) / len(pss) if pss else None
             results[f"{mode}_distinct_4_clients"] = _distinct(server, N_CALLS[mode])
             results[f"{mode}_sage_warm"] = _warm(server, KERNEL, "sagemath")
             results[f"{mode}_python3_warm"] = _warm(server, "python3", "python3")
             results[f"{mode}_flow_{N_FLOW}_wall_s"] = _flow(server)
+    # A user who activated Sage's venv has its bin/ on PATH, where the `sage` script lives.
+    on_path = {"PATH": f"{SAGE_PYTHON.parent}{os.pathsep}{os.environ.get('PATH', '')}"}
+    with _sage_server([], on_path) as server:
+        results["forked_bin_on_path_distinct_4_clients"] = _distinct(server, N_CALLS["forked"])
     forked, execd = results["forked_distinct_4_clients"], results["exec_distinct_4_clients"]
     results["distinct_speedup"] = forked["calls_per_s"] / execd["calls_per_s"]
     results["sage_vs_python3_warm_p50"] = (

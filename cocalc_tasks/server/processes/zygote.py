@@ -152,6 +152,18 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
             os._exit(code)
 
 
+def _fill_lazy_caches() -> None:
+    """Fill, once in the zygote, the caches a library fills lazily with a subprocess, so that
+    no forked kernel pays for it. Sage's ``package_systems()`` runs ``sage-guess-package-system``
+    and ``sage -pip --version`` (a bash and a Python start each, when Sage's ``bin/`` is on
+    ``PATH``) the first time a kernel explains a missing feature, and its cache is a module
+    global: filled here, every kernel inherits it."""
+    features = sys.modules.get("sage.features")
+    if features is not None and hasattr(features, "package_systems"):
+        with contextlib.suppress(Exception):
+            features.package_systems()
+
+
 def _reap(out: Any) -> None:
     while True:  # not `while _children`: a child may end before its pid is recorded
         try:
@@ -191,6 +203,7 @@ def main(modules: list[str]) -> int:
     _set_by_imports.update(
         {name: value for name, value in os.environ.items() if before.get(name) != value}
     )
+    _fill_lazy_caches()
     if (threads := _threads()) > 1:  # a fork would copy locks held by threads it drops
         _send(
             out,
