@@ -180,6 +180,22 @@ def write_markdown(r: dict[str, Any]) -> None:
             f"| 12 | a job page / a live poll | p50 {pg['job_page']['p50_ms']:.2f} / "
             f"{pg['live_poll']['p50_ms']:.2f} ms | |",
         ]
+    ph = r.get("phases")
+    if ph:
+        split = ", ".join(
+            f"{name.replace('_', ' ')} {v['wall_ms']:.2f} / {v['cpu_ms']:.2f}"
+            for name, v in ph["phases"].items()
+        )
+        lines += [
+            f"| 13 | one computed python3 call, one client ({ph['calls']} calls): the server's "
+            f"phases, wall / CPU ms | {split}; route handling outside them "
+            f"{ph['routing_ms']:.2f} ms wall; HTTP and client {ph['client_wall_ms']:.1f} ms in "
+            "all | |",
+            f"| 13 | CPU per computed call: server (of it outside the phases: HTTP, JSON, "
+            f"background refills) / zygote and kernels | {ph['server_cpu_ms']:.1f} "
+            f"({ph['server_cpu_outside_phases_ms']:.1f}) / **{ph['kernel_side_cpu_ms']:.1f} ms**"
+            " | |",
+        ]
     lines += [
         "",
         "![results](results.png)",

@@ -21,6 +21,7 @@ from bench.kernels import kernel_starts
 from bench.latency import client_overhead, warm_latency
 from bench.notebooks import notebook_costs
 from bench.pages import page_costs
+from bench.phases import phase_costs
 from bench.replicas import replica_costs
 from bench.report import machine, write_chart, write_markdown
 from bench.sage import sage_costs
@@ -62,6 +63,7 @@ def main() -> int:
             ("sage", sage_costs),
             ("replicas", replica_costs),
             ("pages", page_costs),
+            ("phases", phase_costs),
         ]
         for name, step in steps:
             started = time.perf_counter()

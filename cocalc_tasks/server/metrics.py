@@ -17,6 +17,8 @@ from prometheus_client import CollectorRegistry, Counter, Histogram, generate_la
 from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
+from cocalc_tasks.server.jupyter.phases import PhaseClock
+
 __all__ = ["CONTENT_TYPE", "Present", "ServerMetrics"]
 
 #: The media type of the text format, as prometheus-client writes it.
@@ -141,6 +143,21 @@ class ServerMetrics:
             registry=r,
         )
 
+        self.phase_seconds = Histogram(
+            "cocalc_tasks_execute_phase_seconds",
+            "Wall time of each phase of a Jupyter execute call (see "
+            "cocalc_tasks/server/jupyter/phases.py), by call: computed or cached",
+            ["phase", "call"],
+            buckets=_LATENCY,
+            registry=r,
+        )
+        self.phase_cpu = Counter(
+            "cocalc_tasks_execute_phase_cpu_seconds",
+            "The server's CPU time in each phase of a Jupyter execute call (its own process; "
+            "kernels are apart)",
+            ["phase", "call"],
+            registry=r,
+        )
         # Known label values start at zero, so every family is there from the first scrape.
         for source in ("computed", "cache"):
             self.executions.labels(source)
@@ -158,6 +175,12 @@ class ServerMetrics:
     def request(self, route: str, outcome: str, seconds: float) -> None:
         self.requests.labels(route, outcome).inc()
         self.latency.labels(route).observe(seconds)
+
+    def phases(self, clock: PhaseClock, call: str) -> None:
+        """Record one execute call's phases."""
+        for phase, seconds in clock.wall.items():
+            self.phase_seconds.labels(phase, call).observe(seconds)
+            self.phase_cpu.labels(phase, call).inc(clock.cpu.get(phase, 0.0))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

@@ -71,6 +71,35 @@ def test_sage_kernels_are_forked_from_a_single_threaded_zygote(client: CocalcCli
     assert blas == "'1'"
 
 
+def test_no_forked_kernel_shells_out_for_sages_package_systems(tmp_path: Path) -> None:
+    """Sage fills its package-systems cache lazily, with ``sage-guess-package-system`` and
+    ``sage -p``/``sage -pip`` (a bash and a Python start each when Sage's ``bin/`` is on
+    ``PATH``). The zygote fills it once: kernels forked after it never run them. Stand-ins for
+    the two programs on ``PATH`` log each run."""
+    bin_dir, runs = tmp_path / "bin", tmp_path / "runs.log"
+    bin_dir.mkdir()
+    for name in ("sage", "sage-guess-package-system"):
+        script = bin_dir / name
+        script.write_text(f'#!/bin/sh\necho "{name} $*" >> {runs}\nexit 1\n')
+        script.chmod(0o755)
+    with (
+        LocalServer(
+            data_dir=tmp_path / "data",
+            api_keys=[SECRET_KEY],
+            args=["--kernels", "sage-9.8", *ALIASES, "--sandbox", "none", "--pool-size", "1"],
+            env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"},
+        ) as srv,
+        CocalcClient(SECRET_KEY, srv.url, timeout=(5, 120)) as c,
+    ):
+        srv.wait_for_pool("sagemath", 1, timeout=180)
+        at_start = runs.read_text().splitlines()
+        assert at_start, "the zygote did not look for package systems"
+        for _ in range(3):
+            assert run(c, "factor(2023)") == "7 * 17^2"
+        assert run(c, "import sage.features as f; len(f._cache_package_systems) >= 0") == "True"
+        assert runs.read_text().splitlines() == at_start  # no kernel ran them again
+
+
 def test_fifty_forked_kernels_are_seeded_apart(client: CocalcClient) -> None:
     code = "import os, json; print(json.dumps([os.getpid(), str(random()), str(ZZ.random_element(10^30))]))"
     rows = [json.loads(run(client, code)) for _ in range(50)]

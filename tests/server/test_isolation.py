@@ -20,6 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import requests
 
 from cocalc_tasks import CocalcClient, CocalcKernelDiedError
 from cocalc_tasks.notebooks import run_notebook
@@ -220,6 +221,10 @@ def test_800_mb_under_a_cap_of_512m_kills_the_kernel_and_b_answers_throughout(
         thread.join()
     assert answers and set(answers) == {"2"}
     assert _kernel(server, A, "print(6 * 7)").strip() == "42"  # the next call works
+    # /metrics counts both kills.
+    metrics = requests.get(server.url + "/metrics", auth=(SECRET_KEY, ""), timeout=30).text
+    assert 'cocalc_tasks_memory_kills_total{what="kernel"} 1.0' in metrics
+    assert 'cocalc_tasks_memory_kills_total{what="job"} 1.0' in metrics
 
 
 def test_cgroups_go_when_an_area_is_reaped_and_when_the_server_stops(

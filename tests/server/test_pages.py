@@ -285,6 +285,13 @@ def test_metrics_count_what_happens(server: LocalServer, project_client: CocalcC
     assert after[refused] - before.get(refused, 0) == 1
     done = 'cocalc_tasks_jobs_finished_total{status="completed"}'
     assert after[done] - before.get(done, 0) == 1
+    # The computed call went through every phase of one; the cached one stopped at the cache.
+    for phase in ("checks", "cache_lookup", "kernel_take", "execute", "release", "store_writes"):
+        name = f'cocalc_tasks_execute_phase_seconds_count{{call="computed",phase="{phase}"}}'
+        assert after[name] - before.get(name, 0) == 1, phase
+    hit = 'cocalc_tasks_execute_phase_seconds_count{call="cached",phase="cache_lookup"}'
+    assert after[hit] - before.get(hit, 0) == 1
+    assert not any('call="cached",phase="execute"' in name for name in after)
     assert metric(after, "cocalc_tasks_kernel_starts_total") >= 2
     assert metric(after, 'cocalc_tasks_pool_kernels{area="global"') >= 1
     assert SECRET_KEY not in response.text and PROJECT_ID not in response.text

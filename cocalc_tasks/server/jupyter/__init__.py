@@ -7,5 +7,6 @@
 - :mod:`~cocalc_tasks.server.jupyter.kernel`: one started kernel and its disposal;
 - :mod:`~cocalc_tasks.server.jupyter.execute`: running one cell on a kernel;
 - :mod:`~cocalc_tasks.server.jupyter.outputs`: CoCalc's output filter and limits;
-- :mod:`~cocalc_tasks.server.jupyter.quotas`: CoCalc's hourly compute quotas.
+- :mod:`~cocalc_tasks.server.jupyter.quotas`: CoCalc's hourly compute quotas;
+- :mod:`~cocalc_tasks.server.jupyter.phases`: where one call's time goes, for ``/metrics``.
 """

@@ -28,6 +28,7 @@ from cocalc_tasks.server.auth import Identity
 from cocalc_tasks.server.jupyter.execute import KernelDied, chdir_code, run_cell
 from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog, UnknownKernel
 from cocalc_tasks.server.jupyter.outputs import OutputCollector, OutputLimits
+from cocalc_tasks.server.jupyter.phases import PhaseClock
 from cocalc_tasks.server.jupyter.pool import KernelPools, KernelStartError
 from cocalc_tasks.server.jupyter.quotas import QuotaExceeded, Quotas, caller_ids
 from cocalc_tasks.server.metrics import ServerMetrics
@@ -137,7 +138,8 @@ class ExecutionService:
 
         Every call is written to the API log, refusals included, under ``route``."""
         started = time.monotonic()
-        facts: dict[str, Any] = {"cached": False}
+        clock = PhaseClock()
+        facts: dict[str, Any] = {"cached": False, "clock": clock}
         error: str | None = None
         try:
             answer = await self._execute(params, identity, facts)
@@ -160,6 +162,11 @@ class ExecutionService:
                 error=error,
             )
             self._log(call)
+            clock.lap("store_writes")
+            if error is None and facts.get("kernel_ran"):
+                self.metrics.phases(clock, "computed")
+            elif error is None and facts["cached"]:
+                self.metrics.phases(clock, "cached")
         return answer
 
     def _log(self, call: ApiCall) -> None:
@@ -211,7 +218,11 @@ class ExecutionService:
         directory = self._directory(project_id, path)
         digest = compute_hash(input_, kernel_name, history, project_id, path)
         facts["hash"] = digest
-        if not no_cache and (hit := await self._cached(digest, identity)) is not None:
+        clock: PhaseClock = facts["clock"]
+        clock.lap("checks")
+        hit = None if no_cache else await self._cached(digest, identity)
+        clock.lap("cache_lookup")
+        if hit is not None:
             facts["cached"] = True
             self.metrics.executions.labels("cache").inc()
             return hit
@@ -220,8 +231,10 @@ class ExecutionService:
                 await off_loop(self.db, self.quotas.check, identity)
             except QuotaExceeded as exc:
                 raise ApiError(str(exc), refusal="quota") from None
+            clock.lap("quota")
         created = js_iso_now()
-        output = await self._run(kernel.spec_name, directory, history, input_, project_id)
+        output = await self._run(kernel.spec_name, directory, history, input_, project_id, clock)
+        facts["kernel_ran"] = True
         self.metrics.executions.labels("computed").inc()
         await off_loop(
             self.db,
@@ -283,6 +296,7 @@ class ExecutionService:
         history: list[str],
         input_: str,
         project_id: str | None,
+        clock: PhaseClock,
     ) -> list[dict[str, Any]]:
         in_project = project_id is not None
         s = self.settings
@@ -300,6 +314,7 @@ class ExecutionService:
                 kernel = await self.pools.take(spec_name, area)
             except KernelStartError as exc:
                 raise ApiError(SPAWN_FAILED + str(exc)) from None
+            clock.lap("kernel_take")
             try:
                 prefix: list[dict[str, Any]] = []
                 if directory is not None:
@@ -317,7 +332,9 @@ class ExecutionService:
                 if history:
                     await run_cell(kernel, "\n".join(history), OutputCollector(limits), timeout)
                 collector = OutputCollector(limits, items=prefix)
-                return await run_cell(kernel, input_, collector, timeout)
+                outputs = await run_cell(kernel, input_, collector, timeout)
+                clock.lap("execute")
+                return outputs
             except KernelDied as exc:
                 hint = ""
                 if self.sandbox is not None and area and self.sandbox.oom_kills(area) > ooms:
@@ -327,3 +344,4 @@ class ExecutionService:
                 raise ApiError(f"Error: {exc}{hint}") from None
             finally:
                 self.pools.release(kernel)
+                clock.lap("release")
