@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import re
 import uuid
 from pathlib import Path
 
 import nbformat
 import pytest
+import requests
 from prefect import flow
 
 from cocalc_tasks.errors import CocalcNotebookError
@@ -39,6 +41,12 @@ def test_the_report_flow_saves_the_notebook_and_links_it_with_its_results(
     assert str(out) in artifact.data
     assert '| `summary` | `{"points": 251, "ok": true}` |' in artifact.data
     assert SECRET_KEY not in artifact.data
+    # The artifact links the run's job page, which renders the executed notebook.
+    page = re.search(r"- page: \[(\S+)\]\((\S+)\)", artifact.data)
+    assert page and page.group(1) == page.group(2)
+    assert re.fullmatch(rf"{credentials.host}/projects/{PROJECT_ID}/jobs/[0-9a-f-]{{36}}", page[1])
+    rendered = requests.get(page[1] + "/notebook", auth=(SECRET_KEY, ""), timeout=30)
+    assert rendered.status_code == 200 and "251" in rendered.text
 
 
 def test_a_failing_cell_fails_the_task_once(credentials: CocalcCredentials, tmp_path: Path) -> None:
