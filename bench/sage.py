@@ -128,8 +128,9 @@ def _flow(server: LocalServer) -> float | None:
         capture_output=True,
         text=True,
         timeout=1800,
-        check=True,
     )
+    if done.returncode != 0:  # say why: the flow's own traceback, not only its exit status
+        raise RuntimeError(f"the Prefect flow failed:\n{done.stderr[-4000:]}")
     wall: float = json.loads(done.stdout.strip().splitlines()[-1])["wall_s"]
     return wall
 

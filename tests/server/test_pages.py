@@ -170,6 +170,7 @@ def test_cancel_needs_the_pages_token_and_kills_the_job(
         )
 
     assert cancel(SECRET_KEY, {}).status_code == 403  # no token
+    assert cancel(SECRET_KEY, {"token": token, "pad": "x" * 10_000}).status_code == 413
     assert cancel(SECRET_KEY, {"token": "0" * 64}).status_code == 403
     # Another site's form: the browser says so, token or not.
     assert (

@@ -218,8 +218,12 @@ def page_routes(
     async def cancel_job(request: Request, project_id: str, job_id: str) -> Response:
         async def build(identity: Identity) -> Response:
             record = await job_of(identity, project_id, job_id)
-            body = await request.body()
-            form = parse_qs(body[:_FORM_LIMIT].decode("utf-8", "replace"))
+            body = b""
+            async for chunk in request.stream():
+                body += chunk
+                if len(body) > _FORM_LIMIT:
+                    raise _Denied(413, "The Cancel form is a token, nothing more.")
+            form = parse_qs(body.decode("utf-8", "replace"))
             token = (form.get("token") or [""])[0]
             if not same_origin(request) or not token_matches(
                 request, _cancel_action(record), token
