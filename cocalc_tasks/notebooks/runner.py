@@ -239,13 +239,21 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     )
     outcome: dict[str, Any] = {"ok": True, "kernel": kernel, "language": language}
     started = time.monotonic()
+    # The kernel's own stderr goes to a file, not to the job's: a kernel being shut down can
+    # log a harmless error there (ipykernel flushing onto a closed socket). If the kernel dies,
+    # the end of that file is the job's explanation.
+    kernel_log = os.path.join(sockets, "kernel.log")
     try:
-        client.execute()
+        with open(kernel_log, "wb") as stderr:
+            client.execute(stderr=stderr)
     except CellExecutionError as exc:
         index = failed.get("cell")
         outcome.update(ok=False, cell=index, ename=exc.ename, evalue=exc.evalue)
         if index is not None:
             nb.cells = nb.cells[: index + 1]  # the notebook ends at the failing cell
+    except Exception:
+        _echo_tail(kernel_log)
+        raise
     finally:
         # nbclient leaves a kernel it did not start to its owner: stop it here, or it outlives
         # this script and says "Parent appears to have exited" on the job's stderr.
@@ -256,6 +264,20 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     nbformat.write(nb, output)
     outcome.update(size=os.path.getsize(output), sha256=_digest(output))
     return outcome
+
+
+def _echo_tail(path: str, limit: int = 4000) -> None:
+    """The end of what the kernel wrote to its stderr, onto the job's stderr."""
+    try:
+        with open(path, "rb") as log:
+            log.seek(0, os.SEEK_END)
+            log.seek(max(0, log.tell() - limit))
+            tail = log.read().decode("utf-8", "replace")
+    except OSError:
+        return
+    if tail.strip():
+        sys.stderr.write(f"the kernel's stderr ended with:\n{tail}")
+        sys.stderr.flush()
 
 
 def main(argv: list[str]) -> int:
