@@ -76,7 +76,6 @@ class CocalcJobStep(ResumableJobMixin, BaseOperator):
 
     cocalc_conn_id: str
     _hook: CocalcHook | None = None
-    _linked = False
 
     @property
     def hook(self) -> CocalcHook:
@@ -98,12 +97,11 @@ class CocalcJobStep(ResumableJobMixin, BaseOperator):
         raise NotImplementedError
 
     def link_job(self, context: Context, project_id: str, job_id: str) -> None:
-        """Point the extra link at the job (its page, where the server has job pages), once
-        per try: a re-attached job was not submitted by this try, which pushed the project."""
-        if not self._linked:
-            url = project_url(self.hook, project_id, job_id)
-            context["ti"].xcom_push(key=PROJECT_URL_KEY, value=url)
-            self._linked = True
+        """Point the extra link at the job this try submitted or re-attached to (its page,
+        where the server has job pages); the last one pushed is the one the task shows."""
+        context["ti"].xcom_push(
+            key=PROJECT_URL_KEY, value=project_url(self.hook, project_id, job_id)
+        )
 
     def resume_execution(
         self, next_method: str, next_kwargs: dict[str, Any] | None, context: Context
@@ -263,8 +261,7 @@ class CocalcRunOperator(CocalcJobStep):
         self._job = {"job_id": job.job_id, "project_id": job.project_id}
         ti = context["ti"]
         ti.xcom_push(key=JOB_ID_KEY, value=job.job_id)
-        ti.xcom_push(key=PROJECT_URL_KEY, value=project_url(self.hook, job.project_id, job.job_id))
-        self._linked = True
+        self.link_job(context, job.project_id, job.job_id)
         self.log.info("submitted CoCalc job %s: %s", job.job_id, request.display)
         return self._job
 
