@@ -18,6 +18,7 @@ from prometheus_client.core import GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from cocalc_tasks.server.jupyter.phases import PhaseClock
+from cocalc_tasks.server.sandbox.areas import ANONYMOUS
 
 __all__ = ["CONTENT_TYPE", "Present", "ServerMetrics"]
 
@@ -32,14 +33,27 @@ _START = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 class Present:
     """Readers of the server's present state, called at scrape time."""
 
-    #: ``(area kind, kernelspec) -> {"warm": n, "busy": n, "starting": n}``.
-    pools: Callable[[], Mapping[tuple[str, str], Mapping[str, int]]] = dict
+    #: ``(area, kernelspec) -> {"warm": n, "busy": n, "starting": n}`` of every pool
+    #: (``KernelPools.census``).
+    census: Callable[[], Mapping[tuple[str, str], Mapping[str, int]]] = dict
     #: This replica's running jobs.
     running_jobs: Callable[[], int] = lambda: 0
     #: ``scope -> (seconds used in the period, limit or 0)``: the global pool's quotas.
     quotas: Callable[[], Mapping[str, tuple[float, float]]] = dict
-    #: The projects with live sandboxes (areas) on this replica.
-    areas: Callable[[], int] = lambda: 0
+
+
+def _summed(
+    census: Mapping[tuple[str, str], Mapping[str, int]],
+) -> dict[tuple[str, str], dict[str, int]]:
+    """Pool counts per (``global`` or ``project``, kernelspec): project pools summed, so that
+    the metric's labels stay bounded however many projects there are."""
+    summed: dict[tuple[str, str], dict[str, int]] = {}
+    for (area, kernel), states in census.items():
+        key = ("global" if area == ANONYMOUS else "project", kernel)
+        into = summed.setdefault(key, {"warm": 0, "busy": 0, "starting": 0})
+        for state, count in states.items():
+            into[state] = into.get(state, 0) + count
+    return summed
 
 
 class _Present(Collector):
@@ -47,12 +61,13 @@ class _Present(Collector):
         self.present = present
 
     def collect(self) -> Iterable[Metric]:
+        census = self.present.census()
         pools = GaugeMetricFamily(
             "cocalc_tasks_pool_kernels",
             "Kernels per pool and state: warm (ready), busy (running a call), starting",
             labels=["area", "kernel", "state"],
         )
-        for (area, kernel), states in sorted(self.present.pools().items()):
+        for (area, kernel), states in sorted(_summed(census).items()):
             for state, count in sorted(states.items()):
                 pools.add_metric([area, kernel, state], count)
         yield pools
@@ -80,7 +95,7 @@ class _Present(Collector):
         yield GaugeMetricFamily(
             "cocalc_tasks_project_areas",
             "Projects with live kernels or sandboxes on this replica",
-            value=self.present.areas(),
+            value=len({area for area, _ in census} - {ANONYMOUS}),
         )
 
 

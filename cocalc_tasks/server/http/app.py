@@ -38,7 +38,7 @@ from cocalc_tasks.server.jupyter.service import ExecutionService
 from cocalc_tasks.server.metrics import CONTENT_TYPE, Present, ServerMetrics
 from cocalc_tasks.server.pages import STATIC_PATH, PageSources, page_routes, static_files
 from cocalc_tasks.server.processes.zygotes import fork_supported
-from cocalc_tasks.server.sandbox import ANONYMOUS, Area, Isolation, Limits, Sandbox, kernel_prefixes
+from cocalc_tasks.server.sandbox import Area, Isolation, Limits, Sandbox, kernel_prefixes
 from cocalc_tasks.server.settings import CONFIG_ENV, ServerSettings
 from cocalc_tasks.server.storage import Storage, off_loop, open_storage
 
@@ -269,16 +269,15 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
         execs.recover()
         state["service"] = service = ExecutionService(
-            settings, catalog, pools, storage, sandbox, metrics=metrics
+            settings, catalog, pools, storage, sandbox, metrics=metrics, quotas=quotas
         )
         metrics.watch(
             Present(
-                pools=lambda: _summed(pools.census()),
+                census=pools.census,
                 running_jobs=execs.running_count,
                 quotas=lambda: {
                     "site": (quotas.site_usage(), float(settings.quota_site)),
                 },
-                areas=lambda: len({area for area, _ in pools.census()} - {ANONYMOUS}),
             )
         )
         state["exec"] = execs
@@ -315,15 +314,20 @@ def create_app(settings: ServerSettings) -> FastAPI:
 
     headers = {REPLICA_HEADER: replica}
 
+    def caller(request: Request) -> Identity:
+        """Who sent ``request``: its key's identity, with the client's address (an anonymous
+        caller's id). The API, the pages and /metrics all ask this."""
+        identity = keys.identify(request.headers.get("authorization"))
+        if request.client is not None:
+            identity = dataclasses.replace(identity, address=request.client.host)
+        return identity
+
     async def handle(request: Request, action: Action) -> JSONResponse:
         started = time.monotonic()
         route = request.url.path
         try:
             params = await _read_params(request, settings.max_body_bytes)
-            identity = keys.identify(request.headers.get("authorization"))
-            if request.client is not None:
-                identity = dataclasses.replace(identity, address=request.client.host)
-            result = await action(params, identity)
+            result = await action(params, caller(request))
         except (_BadBody, ApiError) as exc:
             refusal = getattr(exc, "refusal", None)
             if refusal is not None:
@@ -429,7 +433,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
     async def metrics_route(request: Request) -> Response:
         """Prometheus' text format: an account key, unless ``--metrics-public``."""
         if not settings.metrics_public:
-            identity = keys.identify(request.headers.get("authorization"))
+            identity = caller(request)
             if identity.kind != "account":
                 return Response(
                     "/metrics needs an account key (HTTP Basic, the key as the username)\n",
@@ -452,7 +456,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
                 flavor=settings.flavor,
                 census=lambda: service().pools.census(),
             ),
-            keys,
+            caller,
             lambda project, job, identity: execs().http(
                 {"project_id": project, "async_cancel": job}, identity
             ),
@@ -460,20 +464,6 @@ def create_app(settings: ServerSettings) -> FastAPI:
         )
     )
     return app
-
-
-def _summed(
-    census: dict[tuple[str, str], dict[str, int]],
-) -> dict[tuple[str, str], dict[str, int]]:
-    """Pool counts per (global or project, kernelspec): project pools summed, so that the
-    metric's labels stay bounded however many projects there are."""
-    summed: dict[tuple[str, str], dict[str, int]] = {}
-    for (area, kernel), states in census.items():
-        key = ("global" if area == ANONYMOUS else "project", kernel)
-        into = summed.setdefault(key, {"warm": 0, "busy": 0, "starting": 0})
-        for state, count in states.items():
-            into[state] = into.get(state, 0) + count
-    return summed
 
 
 async def _close_idle_areas(pools: KernelPools, sandbox: Sandbox, idle: float) -> None:

@@ -96,7 +96,10 @@ class ExecutionService:
         storage: Storage,
         sandbox: Sandbox | None = None,
         metrics: ServerMetrics | None = None,
+        quotas: Quotas | None = None,
     ) -> None:
+        """``quotas``: shared with whatever else reads them (the pages, /metrics), so the
+        site's usage is read once per period for all of them."""
         self.settings = settings
         self.catalog = catalog
         self.pools = pools
@@ -104,7 +107,7 @@ class ExecutionService:
         self.db = storage.db
         self.cache = storage.cache
         self.api_log = storage.api_log
-        self.quotas = Quotas(storage.api_log, settings)
+        self.quotas = quotas or Quotas(storage.api_log, settings)
         self._log_writer = concurrent.futures.ThreadPoolExecutor(1, "cocalc-api-log")
         self.sandbox = sandbox
         self._slots = asyncio.Semaphore(settings.max_concurrency)

@@ -11,7 +11,6 @@ Policy that allows only this server's own script. Access is decided in
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import time
 import uuid
@@ -26,7 +25,7 @@ from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, Resp
 from fastapi.staticfiles import StaticFiles
 
 from cocalc_tasks.server.api_error import ApiError
-from cocalc_tasks.server.auth import Identity, KeyRing
+from cocalc_tasks.server.auth import Identity
 from cocalc_tasks.server.metrics import ServerMetrics
 from cocalc_tasks.server.pages import views
 from cocalc_tasks.server.pages.access import (
@@ -75,11 +74,12 @@ def static_files() -> StaticFiles:
 
 def page_routes(
     sources: views.PageSources,
-    keys: KeyRing,
+    identify: Callable[[Request], Identity],
     cancel: Cancel,
     metrics: ServerMetrics,
 ) -> APIRouter:
-    """The pages, reading ``sources`` and cancelling through ``cancel``."""
+    """The pages, reading ``sources``, telling callers apart with ``identify`` and cancelling
+    through ``cancel``."""
     templates = jinja2.Environment(
         loader=jinja2.FileSystemLoader(_HERE / "templates"),
         autoescape=True,
@@ -88,12 +88,6 @@ def page_routes(
     router = APIRouter(include_in_schema=False)
     db = sources.storage.db
     projects_dir = sources.settings.projects_dir
-
-    def identify(request: Request) -> Identity:
-        identity = keys.identify(request.headers.get("authorization"))
-        if request.client is not None:
-            identity = dataclasses.replace(identity, address=request.client.host)
-        return identity
 
     def render(
         request: Request, identity: Identity, name: str, status: int = 200, **values: Any

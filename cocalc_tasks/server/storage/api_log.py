@@ -40,7 +40,6 @@ class LoggedCall:
     cached: bool
     total_time_s: float
     error: str | None
-    route: str
 
 
 def _text(value: str | None, limit: int = 1024) -> str | None:
@@ -104,11 +103,11 @@ class ApiLog:
     def recent(self, project_id: str, limit: int = 50) -> list[LoggedCall]:
         """A project's latest Jupyter calls, newest first."""
         rows = self._db.all(
-            "SELECT created, kernel, cached, total_time_s, error, route FROM jupyter_api_log "
+            "SELECT created, kernel, cached, total_time_s, error FROM jupyter_api_log "
             "WHERE project_id = ? ORDER BY created DESC LIMIT ?",
             (project_id, limit),
         )
-        return [LoggedCall(float(r[0]), r[1], bool(r[2]), float(r[3]), r[4], r[5]) for r in rows]
+        return [LoggedCall(float(r[0]), r[1], bool(r[2]), float(r[3]), r[4]) for r in rows]
 
     def active_projects(self, since: float) -> dict[str, tuple[int, float]]:
         """``project_id -> (calls, last call time)`` for projects that called since ``since``."""

@@ -32,6 +32,11 @@ _COLUMNS = (
     "job_id, project_id, command, status, stdout, stderr, exit_code, start, pid, elapsed_s, "
     "stats, replica, job_key, job_group, fingerprint"
 )
+#: One unexpired job of one project (a finished job lives ``ttl`` seconds after its last read).
+_ONE = (
+    f"SELECT {_COLUMNS} FROM exec_jobs "  # noqa: S608 - constant columns
+    "WHERE job_id = ? AND project_id = ? AND (status = 'running' OR accessed > ?)"
+)
 ORPHANED = (
     "the cocalc-tasks server stopped while this job was running; its process group was "
     "killed and its output up to that moment is kept"
@@ -143,11 +148,7 @@ class JobStore:
         """The job, if it belongs to ``project_id``; reading it keeps it alive."""
         now = time.time()
         with self.db.transaction() as tx:
-            row = tx.execute(
-                f"SELECT {_COLUMNS} FROM exec_jobs "  # noqa: S608
-                "WHERE job_id = ? AND project_id = ? AND (status = 'running' OR accessed > ?)",
-                (job_id, project_id, now - self.ttl),
-            ).one()
+            row = tx.execute(_ONE, (job_id, project_id, now - self.ttl)).one()
             if row is None:
                 return None
             tx.execute("UPDATE exec_jobs SET accessed = ? WHERE job_id = ?", (now, job_id))
@@ -183,11 +184,7 @@ class JobStore:
     def peek(self, job_id: str, project_id: str) -> JobRecord | None:
         """The job, if it belongs to ``project_id`` and has not expired; unlike :meth:`get`
         (a client's read), looking at it does not keep it alive."""
-        row = self.db.one(
-            f"SELECT {_COLUMNS} FROM exec_jobs "  # noqa: S608
-            "WHERE job_id = ? AND project_id = ? AND (status = 'running' OR accessed > ?)",
-            (job_id, project_id, time.time() - self.ttl),
-        )
+        row = self.db.one(_ONE, (job_id, project_id, time.time() - self.ttl))
         return None if row is None else _record(row)
 
     def request_cancel(self, job_id: str, project_id: str) -> bool:
