@@ -1,12 +1,15 @@
-"""What every measure shares: the run's sizes and the one timing helper."""
+"""What every measure shares: the run's sizes, the timing helper and the CPU readings."""
 
 from __future__ import annotations
 
 import os
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
+
+import psutil
 
 ROOT = Path(__file__).resolve().parent.parent
 OUT = ROOT / "bench"
@@ -40,3 +43,34 @@ def timed(fn: Callable[[], Any], n: int) -> list[float]:
         fn()
         out.append(time.perf_counter() - started)
     return out
+
+
+def own_cpu(pid: int) -> float:
+    """CPU seconds of the process itself (not its children)."""
+    times = psutil.Process(pid).cpu_times()
+    return float(times.user + times.system)
+
+
+def tree_cpu(pids: list[int]) -> float:
+    """CPU seconds used so far by these processes and everything below them: live processes'
+    own time plus the time of the children each has reaped."""
+    total = 0.0
+    for pid in pids:
+        try:
+            root = psutil.Process(pid)
+            for p in [root, *root.children(recursive=True)]:
+                t = p.cpu_times()
+                total += t.user + t.system + t.children_user + t.children_system
+        except psutil.Error:
+            continue
+    return total
+
+
+def cpu_share(pid: int, seconds: float, done: threading.Event | None = None) -> float:
+    """The process's own CPU over ``seconds`` of wall time, as a share of one core; ``done``
+    is set at the end (to stop the work being measured)."""
+    before, started = own_cpu(pid), time.perf_counter()
+    time.sleep(seconds)
+    if done is not None:
+        done.set()
+    return (own_cpu(pid) - before) / (time.perf_counter() - started)

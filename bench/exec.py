@@ -8,30 +8,14 @@ import threading
 import time
 from typing import Any
 
-import psutil
 import requests
 
-from bench.common import KEY, N_CLIENT, QUICK, ms, pct, timed
+from bench.common import KEY, N_CLIENT, QUICK, cpu_share, ms, pct, timed
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.local_server import LocalServer
 
 PROJECT = "6e75dbf1-0342-4249-9dce-6b21648656e9"
 WATCH_SECONDS = 10.0 if QUICK else 30.0
-
-
-def _server_cpu(server: LocalServer) -> float:
-    """CPU seconds of the server process itself (not its kernels or commands)."""
-    assert server.process is not None
-    times = psutil.Process(server.process.pid).cpu_times()
-    return float(times.user + times.system)
-
-
-def _cpu_share(server: LocalServer, seconds: float, work: threading.Event | None = None) -> float:
-    before, started = _server_cpu(server), time.perf_counter()
-    time.sleep(seconds)
-    if work is not None:
-        work.set()
-    return (_server_cpu(server) - before) / (time.perf_counter() - started)
 
 
 def exec_costs(server: LocalServer) -> dict[str, Any]:
@@ -53,7 +37,8 @@ def exec_costs(server: LocalServer) -> dict[str, Any]:
         polls = timed(lambda: client.job(job), N_CLIENT)
         client.cancel(job)
 
-        idle = _cpu_share(server, WATCH_SECONDS / 3)
+        assert server.process is not None
+        idle = cpu_share(server.process.pid, WATCH_SECONDS / 3)
         jobs = [client.submit(f"sleep {WATCH_SECONDS + 30}", timeout=900) for _ in range(8)]
         stop = threading.Event()
 
@@ -67,7 +52,7 @@ def exec_costs(server: LocalServer) -> dict[str, Any]:
 
         poller = threading.Thread(target=poll_once_a_second)
         poller.start()
-        watched = _cpu_share(server, WATCH_SECONDS, stop)
+        watched = cpu_share(server.process.pid, WATCH_SECONDS, stop)
         poller.join()
         for each in jobs:
             client.cancel(each)

@@ -11,12 +11,11 @@ import time
 from pathlib import Path
 from typing import Any
 
-import psutil
 import requests
 from selenium import webdriver
 from selenium.webdriver.chrome.service import Service
 
-from bench.common import KEY, QUICK, ms, timed
+from bench.common import KEY, QUICK, cpu_share, ms, timed
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.local_server import LocalServer
 
@@ -25,17 +24,6 @@ PAGES = 8
 WATCH_SECONDS = 10.0 if QUICK else 30.0
 #: Each job prints a line twice a second, so every poll of every page has something new.
 JOB = "for i in $(seq 1 1000); do echo line $i; sleep 0.5; done"
-
-
-def _cpu(pid: int) -> float:
-    times = psutil.Process(pid).cpu_times()
-    return float(times.user + times.system)
-
-
-def _share(pid: int, seconds: float) -> float:
-    before, started = _cpu(pid), time.perf_counter()
-    time.sleep(seconds)
-    return (_cpu(pid) - before) / (time.perf_counter() - started)
 
 
 def _live_requests(server: LocalServer) -> float:
@@ -79,7 +67,7 @@ def page_costs() -> dict[str, Any]:
         render = timed(lambda: session.get(urls[0]).raise_for_status(), 50)
         live = timed(lambda: session.get(urls[0] + "/live?stdout=0&stderr=0"), 50)
         time.sleep(2)
-        jobs_only = _share(pid, WATCH_SECONDS)
+        jobs_only = cpu_share(pid, WATCH_SECONDS)
         browser = _browser(Path(data) / "chromium")
         try:
             token = base64.b64encode(f"{KEY}:".encode()).decode()
@@ -99,7 +87,7 @@ def page_costs() -> dict[str, Any]:
             time.sleep(3)
             polls_before = _live_requests(server)
             started = time.perf_counter()
-            with_pages = _share(pid, WATCH_SECONDS)
+            with_pages = cpu_share(pid, WATCH_SECONDS)
             polls = (_live_requests(server) - polls_before) / (time.perf_counter() - started)
         finally:
             browser.quit()

@@ -12,10 +12,9 @@ import time
 import uuid
 from typing import Any
 
-import psutil
 import requests
 
-from bench.common import KEY, QUICK
+from bench.common import KEY, QUICK, own_cpu, tree_cpu
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.jupyter.phases import PHASES
 from cocalc_tasks.server.local_server import LocalServer
@@ -37,25 +36,6 @@ def _get(values: dict[Any, float], name: str, **labels: str) -> float:
     return values.get((name, frozenset(labels.items())), 0.0)
 
 
-def _tree_cpu(pid: int) -> tuple[float, float]:
-    """CPU seconds of (the server process, everything below it): live processes' own time plus
-    the time of the children each has reaped."""
-
-    def cpu(proc: psutil.Process) -> float:
-        t = proc.cpu_times()
-        return float(t.user + t.system + t.children_user + t.children_system)
-
-    root = psutil.Process(pid)
-    own = root.cpu_times()
-    below = float(own.children_user + own.children_system)
-    for child in root.children(recursive=True):
-        try:
-            below += cpu(child)
-        except psutil.Error:
-            continue
-    return float(own.user + own.system), below
-
-
 def phase_costs() -> dict[str, Any]:
     with (
         tempfile.TemporaryDirectory() as data,
@@ -70,14 +50,20 @@ def phase_costs() -> dict[str, Any]:
             client.execute(f"2+3  # warm {i}", "python3")
         server.wait_for_pool("python3", 2)
         time.sleep(1)
-        before, cpu_before = _metrics(server), _tree_cpu(server.process.pid)
+        before, cpu_before = (
+            _metrics(server),
+            (own_cpu(server.process.pid), tree_cpu([server.process.pid])),
+        )
         started = time.perf_counter()
         for _ in range(N_CALLS):
             client.execute(f"2+3  # {uuid.uuid4().hex}", "python3")
         wall = time.perf_counter() - started
         server.wait_for_pool("python3", 2)  # the refills of the last calls are done
         time.sleep(0.5)
-        after, cpu_after = _metrics(server), _tree_cpu(server.process.pid)
+        after, cpu_after = (
+            _metrics(server),
+            (own_cpu(server.process.pid), tree_cpu([server.process.pid])),
+        )
     n = _get(after, "cocalc_tasks_execute_phase_seconds_count", phase="execute", call="computed")
     n -= _get(before, "cocalc_tasks_execute_phase_seconds_count", phase="execute", call="computed")
     phases: dict[str, dict[str, float]] = {}
@@ -96,7 +82,7 @@ def phase_costs() -> dict[str, Any]:
     )
     in_phases = sum(p["wall_ms"] for p in phases.values())
     server_cpu = cpu_after[0] - cpu_before[0]
-    kernel_cpu = cpu_after[1] - cpu_before[1]
+    kernel_cpu = (cpu_after[1] - cpu_after[0]) - (cpu_before[1] - cpu_before[0])
     return {
         "calls": int(n),
         "phases": phases,

@@ -20,7 +20,7 @@ from typing import Any
 
 import psutil
 
-from bench.common import KEY, N_CLIENT, N_THROUGHPUT, QUICK, ms
+from bench.common import KEY, N_CLIENT, N_THROUGHPUT, QUICK, ms, tree_cpu
 from bench.throughput import throughput
 from cocalc_tasks import CocalcClient
 from cocalc_tasks.server.local_server import LocalServer
@@ -59,20 +59,6 @@ def _hits(servers: dict[str, LocalServer], blocks: int, per_block: int) -> dict[
     return {name: ms(values) for name, values in times.items()}
 
 
-def _tree_cpu(pids: list[int]) -> float:
-    """CPU seconds used so far by these processes and their children."""
-    total = 0.0
-    for pid in pids:
-        try:
-            root = psutil.Process(pid)
-            for p in [root, *root.children(recursive=True)]:
-                t = p.cpu_times()
-                total += t.user + t.system + t.children_user + t.children_system
-        except psutil.Error:
-            continue
-    return total
-
-
 def _cancel_latency(owner: LocalServer, other: LocalServer, n: int) -> dict[str, Any]:
     times = []
     with (
@@ -109,10 +95,10 @@ def replica_costs() -> dict[str, Any]:
         one_rates, two_rates = [], []
         cpu = {"replica": 0.0, "postgres": 0.0}
         for _ in range(3):  # alternating rounds: both layouts meet the same machine state
-            replica_before, pg_before = _tree_cpu([_pid(a)]), _tree_cpu(postmaster)
+            replica_before, pg_before = tree_cpu([_pid(a)]), tree_cpu(postmaster)
             one_rates.append(throughput([a], 4, n))
-            cpu["replica"] += _tree_cpu([_pid(a)]) - replica_before
-            cpu["postgres"] += _tree_cpu(postmaster) - pg_before
+            cpu["replica"] += tree_cpu([_pid(a)]) - replica_before
+            cpu["postgres"] += tree_cpu(postmaster) - pg_before
             two_rates.append(throughput([a, b], 4, n))
         one, two = sorted(one_rates)[1], sorted(two_rates)[1]
         one_cpu, pg_cpu = cpu["replica"] / 3, cpu["postgres"] / 3
