@@ -71,18 +71,14 @@ def page_costs() -> dict[str, Any]:
         browser = _browser(Path(data) / "chromium")
         try:
             token = base64.b64encode(f"{KEY}:".encode()).decode()
-            browser.execute_cdp_cmd("Network.enable", {})
-            browser.execute_cdp_cmd(
-                "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}}
-            )
             for index, url in enumerate(urls):
                 if index:
                     browser.switch_to.new_window("window")
-                    browser.execute_cdp_cmd("Network.enable", {})
-                    browser.execute_cdp_cmd(
-                        "Network.setExtraHTTPHeaders",
-                        {"headers": {"Authorization": f"Basic {token}"}},
-                    )
+                # Each window sends the key, as a browser does after its login prompt.
+                browser.execute_cdp_cmd("Network.enable", {})
+                browser.execute_cdp_cmd(
+                    "Network.setExtraHTTPHeaders", {"headers": {"Authorization": f"Basic {token}"}}
+                )
                 browser.get(url)
             time.sleep(3)
             polls_before = _live_requests(server)
