@@ -1,22 +1,23 @@
-"""Run code on one kernel: send ``execute_request``, collect IOPub until idle, enforce limits.
+"""Run code on one kernel: send the cell, collect its messages until its reply, enforce limits.
 
-Collection waits for the ``status: idle`` message whose parent is our request, so no output is
-lost, and only messages with that parent are kept. On a per-cell timeout the kernel is
-interrupted up to three times about a second apart, then killed (docs/cocalc-api.md §8).
+Both kinds of kernel (:class:`~cocalc_tasks.server.jupyter.kernel.WarmKernel` over
+jupyter_client, :class:`~cocalc_tasks.server.jupyter.prepared.PreparedKernel` over its own
+socket) give the cell's messages in order and end with its ``execute_reply``, so no output is
+lost. On a per-cell timeout the kernel is interrupted up to three times about a second apart,
+then killed (docs/cocalc-api.md §8).
 """
 
 from __future__ import annotations
 
 import json
 import logging
-import queue
 import time
-from typing import Any
+from typing import Any, Protocol
 
-from cocalc_tasks.server.jupyter.kernel import WarmKernel
+from cocalc_tasks.server.jupyter.kernel import KernelDied
 from cocalc_tasks.server.jupyter.outputs import OutputCollector
 
-__all__ = ["KernelDied", "chdir_code", "run_cell"]
+__all__ = ["Kernel", "KernelDied", "chdir_code", "run_cell"]
 
 log = logging.getLogger("cocalc_tasks.server.jupyter.execute")
 
@@ -25,8 +26,26 @@ _INTERRUPTS = 3
 _INTERRUPT_GAP = 1.0
 
 
-class KernelDied(RuntimeError):
-    """The kernel died or had to be killed; the message is CoCalc's ``Kernel last ...`` text."""
+class Kernel(Protocol):
+    """What running a cell needs of a kernel (both kinds have it)."""
+
+    spec_name: str
+    language: str
+    area_name: str
+    disposed: bool
+
+    @property
+    def pid(self) -> int | None: ...
+
+    def send_cell(self, code: str, record: bool) -> None: ...
+
+    async def next_message(self, timeout: float) -> tuple[str, dict[str, Any]] | None: ...
+
+    async def interrupt(self) -> None: ...
+
+    async def is_alive(self) -> bool: ...
+
+    async def dispose(self) -> None: ...
 
 
 def chdir_code(language: str, directory: str) -> str | None:
@@ -45,7 +64,7 @@ def chdir_code(language: str, directory: str) -> str | None:
 
 
 async def run_cell(
-    kernel: WarmKernel,
+    kernel: Kernel,
     code: str,
     collector: OutputCollector,
     timeout: float,
@@ -57,8 +76,7 @@ async def run_cell(
     On the time limit the kernel's ``KeyboardInterrupt`` ends up in the outputs, as in CoCalc.
     ``record=False`` keeps the cell out of the kernel's history and execution count.
     """
-    client = kernel.client
-    msg_id = client.execute(code, store_history=record, allow_stdin=False, stop_on_error=False)
+    kernel.send_cell(code, record)
     deadline = time.monotonic() + timeout
     interrupts = 0
     while True:
@@ -72,40 +90,15 @@ async def run_cell(
                 )
             interrupts += 1
             log.info("cell over its %.1f s limit: interrupt %d", timeout, interrupts)
-            await kernel.manager.interrupt_kernel()
+            await kernel.interrupt()
             deadline = time.monotonic() + _INTERRUPT_GAP
             continue
-        try:
-            msg = await client.get_iopub_msg(timeout=min(remaining, _POLL_SECONDS))
-        except queue.Empty:  # nothing yet: check that the kernel still lives
-            died = await kernel.exit_description()
-            if died is not None:
-                raise KernelDied(died) from None
+        message = await kernel.next_message(min(remaining, _POLL_SECONDS))
+        if message is None:
             continue
-        if msg.get("parent_header", {}).get("msg_id") != msg_id:
-            continue
-        msg_type = msg["header"]["msg_type"]
-        content = msg.get("content", {})
-        if msg_type == "status":
-            if content.get("execution_state") == "idle":
-                break
-            continue
-        collector.add(msg_type, dict(content))
-    await _collect_reply(kernel, msg_id, collector)
-    return collector.items
-
-
-async def _collect_reply(kernel: WarmKernel, msg_id: str, collector: OutputCollector) -> None:
-    """Append the shell reply if its status is ok (it filters away, as in CoCalc)."""
-    deadline = time.monotonic() + 5.0
-    while time.monotonic() < deadline:
-        try:
-            reply = await kernel.client.get_shell_msg(timeout=max(0.0, deadline - time.monotonic()))
-        except queue.Empty:
-            return
-        if reply.get("parent_header", {}).get("msg_id") != msg_id:
-            continue  # bash_kernel sends extra kernel_info replies
-        content = reply.get("content", {})
-        if content.get("status") == "ok":
-            collector.add(reply["header"]["msg_type"], dict(content))
-        return
+        msg_type, content = message
+        if msg_type == "execute_reply":
+            if content.get("status") == "ok":  # it filters away, as in CoCalc
+                collector.add(msg_type, content)
+            return collector.items
+        collector.add(msg_type, content)

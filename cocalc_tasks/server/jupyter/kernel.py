@@ -1,4 +1,6 @@
-"""One started kernel: its manager, its client, its scratch directory, and its disposal."""
+"""One started jupyter_client kernel: its manager, its client, its scratch directory, how it
+runs a cell's messages, and its disposal. (Prepared kernels, ``prepared.py``, have the same
+interface over a lighter wire.)"""
 
 from __future__ import annotations
 
@@ -9,13 +11,42 @@ import signal
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 from jupyter_client.asynchronous.client import AsyncKernelClient
 from jupyter_client.manager import AsyncKernelManager
 
-__all__ = ["WarmKernel", "shutdown_kernel"]
+__all__ = ["KernelDied", "WarmKernel", "describe_exit", "remove_workdir", "shutdown_kernel"]
 
 log = logging.getLogger("cocalc_tasks.server.jupyter.kernel")
+
+
+class KernelDied(RuntimeError):
+    """The kernel died or had to be killed; the message is CoCalc's ``Kernel last ...`` text."""
+
+
+def describe_exit(code: int | None) -> str:
+    """CoCalc's text for a kernel that ended with ``code`` (``Popen.returncode``; None:
+    unknown)."""
+    if code is None:
+        return "Kernel last exited"
+    if code < 0:
+        try:
+            name = signal.Signals(-code).name
+        except ValueError:
+            name = str(-code)
+        return f"Kernel last terminated by signal {name}"
+    return f"Kernel last exited with code {code}."
+
+
+def remove_workdir(workdir: Path) -> None:
+    """Remove a kernel's scratch directory (usually empty: one ``rmdir``)."""
+    try:
+        workdir.rmdir()
+    except FileNotFoundError:
+        pass
+    except OSError:
+        shutil.rmtree(workdir, ignore_errors=True)
 
 
 @dataclass(eq=False)
@@ -30,6 +61,10 @@ class WarmKernel:
     #: The area (project, or the global pool) whose pools it belongs to.
     area_name: str = "anonymous"
     disposed: bool = field(default=False)
+    #: The ``msg_id`` of the cell running now.
+    _cell: str = field(default="")
+    #: How kernel starts are counted in the metrics: "forked" or "exec" (set at start).
+    how: str = field(default="exec")
 
     @property
     def pid(self) -> int | None:
@@ -74,23 +109,61 @@ class WarmKernel:
                 self.client.kernel_info()
                 sent = time.monotonic()
 
+    async def is_alive(self) -> bool:
+        return bool(await self.manager.is_alive())
+
+    async def interrupt(self) -> None:
+        await self.manager.interrupt_kernel()
+
+    def send_cell(self, code: str, record: bool) -> None:
+        """Send ``code`` as an ``execute_request``; ``record=False`` keeps it out of the
+        kernel's history and execution count."""
+        self._cell = self.client.execute(
+            code, store_history=record, allow_stdin=False, stop_on_error=False
+        )
+
+    async def next_message(self, timeout: float) -> tuple[str, dict[str, Any]] | None:
+        """The running cell's next IOPub message as ``(msg_type, content)``; once the kernel
+        is idle again, its shell reply as ``("execute_reply", content)``. None if nothing of
+        this cell came within ``timeout`` s; :class:`KernelDied` if the kernel died."""
+        try:
+            msg = await self.client.get_iopub_msg(timeout=timeout)
+        except queue.Empty:  # nothing yet: check that the kernel still lives
+            died = await self.exit_description()
+            if died is not None:
+                raise KernelDied(died) from None
+            return None
+        if msg.get("parent_header", {}).get("msg_id") != self._cell:
+            return None
+        msg_type: str = msg["header"]["msg_type"]
+        content: dict[str, Any] = dict(msg.get("content", {}))
+        if msg_type != "status":
+            return msg_type, content
+        if content.get("execution_state") != "idle":
+            return None
+        return "execute_reply", await self._reply()
+
+    async def _reply(self) -> dict[str, Any]:
+        """The cell's shell reply (``{}`` if none comes within 5 s)."""
+        deadline = time.monotonic() + 5.0
+        while time.monotonic() < deadline:
+            try:
+                reply = await self.client.get_shell_msg(
+                    timeout=max(0.0, deadline - time.monotonic())
+                )
+            except queue.Empty:
+                break
+            if reply.get("parent_header", {}).get("msg_id") == self._cell:
+                return dict(reply.get("content", {}))
+            # else: bash_kernel sends extra kernel_info replies
+        return {}
+
     async def exit_description(self) -> str | None:
         """None while alive; else CoCalc-style "exited with code N" / "terminated by signal"."""
         if await self.manager.is_alive():
             return None
-        code = None
         provisioner = self.manager.provisioner
-        if provisioner is not None:
-            code = await provisioner.poll()
-        if code is None:
-            return "Kernel last exited"
-        if code < 0:
-            try:
-                name = signal.Signals(-code).name
-            except ValueError:
-                name = str(-code)
-            return f"Kernel last terminated by signal {name}"
-        return f"Kernel last exited with code {code}."
+        return describe_exit(await provisioner.poll() if provisioner is not None else None)
 
     async def dispose(self) -> None:
         if self.disposed:
@@ -109,4 +182,4 @@ async def shutdown_kernel(manager: AsyncKernelManager, workdir: Path, spec_name:
         await manager.shutdown_kernel(now=True)
     except Exception:
         log.warning("kernel %s did not shut down cleanly", spec_name, exc_info=True)
-    shutil.rmtree(workdir, ignore_errors=True)
+    remove_workdir(workdir)

@@ -6,19 +6,23 @@ gets its own small pools, forked inside its own sandbox, stopped again when it i
 
 A call takes a kernel from its pool (starting one on the spot when the pool is empty), the pool
 refills in the background, and the used kernel is shut down off the request path: nothing
-persists between calls. Kernel starts run in parallel up to ``max_parallel_starts`` so that
-starts overlap with execution.
+persists between calls. IPython and Sage kernels are forked ready to run from a zygote that
+built them once (``prepared.py``); other kernels, and every kernel with ``--no-fork-kernels``,
+start through jupyter_client (forked from a zygote where they can be, else exec'd). Kernel
+starts run in parallel up to ``max_parallel_starts`` so that starts overlap with execution.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import sys
 import tempfile
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from string import Template
 from typing import Any
 
 import zmq
@@ -28,8 +32,15 @@ from cocalc_tasks.server.jupyter.execute import run_cell
 from cocalc_tasks.server.jupyter.kernel import WarmKernel, shutdown_kernel
 from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog
 from cocalc_tasks.server.jupyter.outputs import OutputCollector, OutputLimits
+from cocalc_tasks.server.jupyter.prepared import KernelChannels, PreparedKernel
 from cocalc_tasks.server.metrics import ServerMetrics
-from cocalc_tasks.server.processes.zygotes import ForkingKernelManager, Zygotes
+from cocalc_tasks.server.processes.zygotes import (
+    ForkingKernelManager,
+    ZygoteError,
+    Zygotes,
+    app_arguments,
+    thread_env,
+)
 from cocalc_tasks.server.sandbox import ANONYMOUS, Area, Sandbox
 
 __all__ = ["KernelPools", "KernelStartError"]
@@ -39,10 +50,22 @@ log = logging.getLogger("cocalc_tasks.server.jupyter.pool")
 
 #: (area name, kernelspec name)
 PoolKey = tuple[str, str]
+#: A started kernel of either kind.
+AnyKernel = WarmKernel | PreparedKernel
 
 
 class KernelStartError(RuntimeError):
     """A kernel could not be started."""
+
+
+def kernel_command(argv: Sequence[str], resource_dir: str) -> list[str]:
+    """A kernelspec's command as jupyter_client runs it (``KernelManager.format_kernel_cmd``):
+    a bare ``python`` is the server's interpreter, ``{resource_dir}`` the spec's folder."""
+    command = list(argv)
+    major, minor = sys.version_info[:2]
+    if command and command[0] in {"python", f"python{major}", f"python{major}.{minor}"}:
+        command[0] = sys.executable
+    return [arg.replace("{resource_dir}", resource_dir) for arg in command]
 
 
 class KernelPools:
@@ -80,7 +103,7 @@ class KernelPools:
         self._size_for = size_for or (lambda name, language: default_size)
         self._project_size = project_size
         self._idle_seconds = idle_seconds
-        self._ready: dict[PoolKey, asyncio.Queue[WarmKernel]] = {}
+        self._ready: dict[PoolKey, asyncio.Queue[AnyKernel]] = {}
         self._starting: dict[PoolKey, int] = {}
         self._areas: dict[str, Area] = {self.default_area.name: self.default_area}
         self._used: dict[str, float] = {}
@@ -92,9 +115,9 @@ class KernelPools:
         self._context.setsockopt(zmq.RECONNECT_IVL, 10)
         self._start_timeout = start_timeout
         self._closed = False
-        self._live: set[WarmKernel] = set()
+        self._live: set[AnyKernel] = set()
         #: Kernels handed to a call and not yet released.
-        self._taken: set[WarmKernel] = set()
+        self._taken: set[AnyKernel] = set()
         self._failures: dict[PoolKey, int] = {}
         #: Zygotes that fork pre-imported kernels (see processes/zygotes.py); None: always exec.
         self.zygotes = (
@@ -111,6 +134,8 @@ class KernelPools:
             if fork
             else None
         )
+        #: Where prepared kernels connect (one socket per area).
+        self.channels = KernelChannels()
 
     @property
     def per_project(self) -> bool:
@@ -132,13 +157,13 @@ class KernelPools:
         self._starting.setdefault(key, 0)
         self._refill(key)
 
-    async def take(self, spec_name: str, area: Area | None = None) -> WarmKernel:
+    async def take(self, spec_name: str, area: Area | None = None) -> AnyKernel:
         """A fresh kernel for one call: from the pool, or started now if the pool is empty."""
         kernel = await self._take(spec_name, area)
         self._taken.add(kernel)
         return kernel
 
-    async def _take(self, spec_name: str, area: Area | None) -> WarmKernel:
+    async def _take(self, spec_name: str, area: Area | None) -> AnyKernel:
         where = self.area_for(area)
         key = (where.name, spec_name)
         self._used[where.name] = time.monotonic()
@@ -150,14 +175,14 @@ class KernelPools:
                 # Ran dry: refill now. Otherwise the refill waits for release(), so that a
                 # kernel start does not compete for the CPU with the call that is running.
                 self._refill(key)
-            if await kernel.manager.is_alive():
+            if await kernel.is_alive():
                 return kernel
             self.release(kernel)
         kernel = await self.start_kernel(spec_name, where)
         self._refill(key)
         return kernel
 
-    def release(self, kernel: WarmKernel) -> None:
+    def release(self, kernel: AnyKernel) -> None:
         """Shut a used kernel down in the background, and top its pool up."""
         self._taken.discard(kernel)
         self._spawn(self._dispose(kernel))
@@ -165,9 +190,9 @@ class KernelPools:
         if key in self._ready:
             self._refill(key)
 
-    def pooled(self, area: Area | None = None) -> list[WarmKernel]:
+    def pooled(self, area: Area | None = None) -> list[AnyKernel]:
         """The ready kernels waiting in the pools of ``area`` (all areas: None)."""
-        kernels: list[WarmKernel] = []
+        kernels: list[AnyKernel] = []
         wanted = None if area is None else self.area_for(area).name
         for (area_name, _), queue in self._ready.items():
             if wanted is not None and area_name != wanted:
@@ -240,6 +265,8 @@ class KernelPools:
                     await self._dispose(queue.get_nowait())
             if self.zygotes is not None:
                 await self.zygotes.close_area(name)
+            if (area := self._areas.get(name)) is not None:
+                await self.channels.close_area(area.scratch)
         return idle
 
     def live_count(self) -> int:
@@ -254,6 +281,7 @@ class KernelPools:
         self._live.clear()
         if self.zygotes is not None:
             await self.zygotes.close()
+        await self.channels.close()
         self._context.destroy(linger=0)
 
     # -- internals ---------------------------------------------------------------------------
@@ -295,12 +323,91 @@ class KernelPools:
         else:
             self._ready[key].put_nowait(kernel)
 
-    async def start_kernel(self, spec_name: str, area: Area | None = None) -> WarmKernel:
+    async def start_kernel(self, spec_name: str, area: Area | None = None) -> AnyKernel:
         """Start one ready kernel outside any pool; the caller disposes it."""
         where = self.area_for(area)
         spec = self.catalog.get_spec(spec_name)
+        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=where.scratch))
+        env = {**self._env_for(where), "COCALC_JUPYTER_KERNELNAME": spec_name}
+        async with self._start_slots:
+            started = time.monotonic()
+            kernel: AnyKernel | None = await self._start_prepared(
+                spec_name, spec.language, where, workdir, env
+            )
+            if kernel is None:
+                kernel = await self._start_managed(spec_name, spec.language, where, workdir, env)
+        self.metrics.kernel_starts.labels(spec_name, kernel.how).inc()
+        self.metrics.kernel_start_seconds.labels(kernel.how).observe(time.monotonic() - started)
+        return kernel
+
+    async def _start_prepared(
+        self, spec_name: str, language: str, where: Area, workdir: Path, env: dict[str, str]
+    ) -> PreparedKernel | None:
+        """Fork a prepared kernel from its zygote; None if this kernel has no such zygote."""
+        if self.zygotes is None:
+            return None
+        spec = self.catalog.get_spec(spec_name)
+        argv = kernel_command(spec.argv, spec.resource_dir)
+        spec_env = {**env, **{k: Template(v).safe_substitute(env) for k, v in spec.env.items()}}
+        if len(argv) < 3 or argv[1] != "-m":
+            return None
+        zygote = await self.zygotes.for_command(argv, where, spec_env)
+        if zygote is None or not zygote.prepared or zygote.prepare is None:
+            return None
+        if zygote.prepare != (argv[2], app_arguments(argv)):
+            return None  # another spec of the same interpreter and module, with other options
+        address = await self.channels.address(where)
+        token, connected = self.channels.expect()
+        argv = [arg.replace("{connection_file}", address) for arg in argv]
+        if where.owner is not None:  # the kernel works in it as the project's user
+            where.owner.chown_tree(workdir)
+        spec_env.update(thread_env(argv[2], self.sage_threads))
+        try:
+            process = await zygote.spawn(
+                argv,
+                spec_env,
+                str(workdir),
+                limits=self._limits_for(spec_name),
+                serve={"address": address, "token": token},
+            )
+        except (OSError, ZygoteError) as exc:
+            self.channels.forget(token)
+            log.warning("prepared fork failed (%s): starting the kernel the usual way", exc)
+            return None
+        try:
+            connection = await self._connected(connected, zygote, process.pid)
+        except Exception as exc:
+            self.channels.forget(token)
+            if process.poll() is None:
+                process.kill()
+            raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
+        kernel = PreparedKernel(
+            spec_name, language, process, zygote, connection, workdir, where.name, address
+        )
+        self._live.add(kernel)
+        return kernel
+
+    async def _connected(self, connected: Any, zygote: Any, pid: int) -> Any:
+        """The kernel's connection once it said hello; fails if it dies or times out first."""
+        died = asyncio.ensure_future(zygote.wait_exit(pid, self._start_timeout))
+        try:
+            done, _ = await asyncio.wait(
+                {connected, died}, timeout=self._start_timeout, return_when="FIRST_COMPLETED"
+            )
+        finally:
+            died.cancel()
+        if connected in done:
+            return connected.result()
+        connected.cancel()
+        if died in done and died.result() is not None:
+            raise RuntimeError(f"the kernel died while starting (exit code {died.result()})")
+        raise TimeoutError(f"the kernel did not connect within {self._start_timeout:g} s")
+
+    async def _start_managed(
+        self, spec_name: str, language: str, where: Area, workdir: Path, env: dict[str, str]
+    ) -> WarmKernel:
+        """Start a kernel through jupyter_client (forked from a zygote where it can be)."""
         scratch = where.scratch
-        workdir = Path(tempfile.mkdtemp(prefix="kernel-", dir=scratch))
         token = uuid.uuid4().hex[:10]
         manager = ForkingKernelManager(
             zygotes=self.zygotes,
@@ -315,30 +422,25 @@ class KernelPools:
             connection_file=str(scratch / f"kernel-{token}.json"),
             context=self._context,
         )
-        env = {**self._env_for(where), "COCALC_JUPYTER_KERNELNAME": spec_name}
-        async with self._start_slots:
-            started = time.monotonic()
-            try:
-                await manager.start_kernel(cwd=str(workdir), env=env)
-            except Exception as exc:
-                await shutdown_kernel(manager, workdir, spec_name)
-                raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
-            client = manager.client(context=self._context)
-            kernel = WarmKernel(spec_name, spec.language, manager, client, workdir, where.name)
-            self._live.add(kernel)
-            try:
-                client.start_channels()
-                await kernel.wait_ready(self._start_timeout)
-                await _warm_up(kernel, self._start_timeout)
-            except Exception as exc:
-                await self._dispose(kernel)
-                raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
-        how = "forked" if manager.forked else "exec"
-        self.metrics.kernel_starts.labels(spec_name, how).inc()
-        self.metrics.kernel_start_seconds.labels(how).observe(time.monotonic() - started)
+        try:
+            await manager.start_kernel(cwd=str(workdir), env=env)
+        except Exception as exc:
+            await shutdown_kernel(manager, workdir, spec_name)
+            raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
+        client = manager.client(context=self._context)
+        kernel = WarmKernel(spec_name, language, manager, client, workdir, where.name)
+        kernel.how = "forked" if manager.forked else "exec"
+        self._live.add(kernel)
+        try:
+            client.start_channels()
+            await kernel.wait_ready(self._start_timeout)
+            await _warm_up(kernel, self._start_timeout)
+        except Exception as exc:
+            await self._dispose(kernel)
+            raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
         return kernel
 
-    async def _dispose(self, kernel: WarmKernel) -> None:
+    async def _dispose(self, kernel: AnyKernel) -> None:
         await kernel.dispose()
         self._live.discard(kernel)
 

@@ -41,6 +41,7 @@ after the child's signal reset.
 from __future__ import annotations
 
 import contextlib
+import gc
 import importlib
 import json
 import os
@@ -57,6 +58,8 @@ _children: set[int] = set()
 _set_by_imports: dict[str, str] = {}
 #: Descriptors of the zygote itself (protocol, signal pipe, selector) that a kernel must not keep.
 _private_fds: list[int] = []
+#: The module that serves prepared kernels (``prepared_kernel.py``), once ``--prepare`` worked.
+_prepared: list[Any] = []
 
 
 def _send(stream: Any, message: dict[str, Any]) -> None:
@@ -101,7 +104,8 @@ def _renew_per_process_state() -> list[Any]:
 
 
 def _run_kernel(request: dict[str, Any]) -> NoReturn:
-    """In the forked child: become ``python -m module args...`` and never return."""
+    """In the forked child: become ``python -m module args...``, or serve calls with the
+    prepared kernel (``"serve"`` in the request), and never return."""
     code = 1
     cleanups: list[Any] = []
     try:
@@ -133,8 +137,12 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
         sys.path.insert(0, cwd)  # as `python -m` would have it
         sys.argv = [argv[0], *argv[3:]]
         cleanups = _renew_per_process_state()
-        runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
-        code = 0
+        serve = request.get("serve")
+        if serve is not None and _prepared:
+            code = _prepared[0].serve(serve["address"], serve["token"], cwd)
+        else:
+            runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
+            code = 0
     except SystemExit as exc:
         code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
     except BaseException:
@@ -150,6 +158,26 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _prepare(module: str, args: list[str]) -> str | None:
+    """Build ``module``'s kernel once, here (``prepared_kernel.py``); the error if it cannot be
+    (its kernels are then forked the usual way)."""
+    import importlib.util
+
+    try:
+        spec = importlib.util.spec_from_file_location(
+            "cocalc_prepared_kernel", os.path.join(os.path.dirname(__file__), "prepared_kernel.py")
+        )
+        assert spec is not None and spec.loader is not None
+        prepared = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = prepared
+        spec.loader.exec_module(prepared)
+        prepared.prepare(module, args)
+    except BaseException as exc:  # any failure only costs the fast path
+        return f"{type(exc).__name__}: {exc}"
+    _prepared.append(prepared)
+    return None
 
 
 def _fill_lazy_caches() -> None:
@@ -182,7 +210,7 @@ def _kill_all() -> None:
             os.killpg(pid, signal.SIGKILL)
 
 
-def main(modules: list[str]) -> int:
+def main(modules: list[str], prepare: tuple[str, list[str]] | None = None) -> int:
     if sys.path and os.path.abspath(sys.path[0]) == os.path.dirname(os.path.abspath(__file__)):
         del sys.path[0]  # this script's folder must not shadow modules (cache, kernel, ...)
     out = os.fdopen(os.dup(1), "w")
@@ -200,6 +228,7 @@ def main(modules: list[str]) -> int:
     except BaseException as exc:
         _send(out, {"error": f"cannot import {module}: {type(exc).__name__}: {exc}"})
         return 1
+    not_prepared = _prepare(*prepare) if prepare is not None else "not asked"
     _set_by_imports.update(
         {name: value for name, value in os.environ.items() if before.get(name) != value}
     )
@@ -213,6 +242,9 @@ def main(modules: list[str]) -> int:
             },
         )
         return 1
+    # What the imports built stays where it is: the collector no longer walks (and so writes
+    # to) those objects, in here or in a forked kernel, whose copy-on-write pages stay shared.
+    gc.freeze()
     wake_read, wake_write = os.pipe()
     os.set_blocking(wake_read, False)
     os.set_blocking(wake_write, False)
@@ -222,7 +254,7 @@ def main(modules: list[str]) -> int:
     selector.register(0, selectors.EVENT_READ, "requests")
     selector.register(wake_read, selectors.EVENT_READ, "signals")
     _private_fds.extend([out.fileno(), wake_read, wake_write, selector.fileno()])
-    _send(out, {"ready": True})
+    _send(out, {"ready": True, "prepared": not_prepared is None, "why": not_prepared})
     buffer = b""
     try:
         while True:
@@ -267,4 +299,8 @@ if __name__ == "__main__":
     arguments = sys.argv[1:]
     if arguments[:1] == ["--label"]:
         arguments = arguments[2:]
-    sys.exit(main(arguments))
+    preparing = None
+    if arguments[:1] == ["--prepare"]:
+        preparing = (arguments[1], json.loads(arguments[2]))
+        arguments = arguments[3:]
+    sys.exit(main(arguments, preparing))

@@ -37,6 +37,7 @@ from cocalc_tasks.server.sandbox import Area, Sandbox, child_setup
 __all__ = [
     "FORKABLE",
     "FORK_ENV_SWITCH",
+    "PREPARABLE",
     "PROVISIONER_NAME",
     "SAGE_KERNEL_MODULE",
     "SINGLE_THREADED",
@@ -44,12 +45,17 @@ __all__ = [
     "ForkingKernelManager",
     "ForkingProvisioner",
     "Zygote",
+    "ZygoteError",
     "Zygotes",
+    "app_arguments",
+    "thread_env",
 ]
 
 log = logging.getLogger("cocalc_tasks.server.processes.zygotes")
 
 _ZYGOTE_SCRIPT = Path(__file__).with_name("zygote.py")
+#: Loaded by the zygote to build a kernel once and serve calls from forks of it.
+_PREPARED_SCRIPT = Path(__file__).with_name("prepared_kernel.py")
 
 _IPYKERNEL = (
     "ipykernel.kernelapp",
@@ -60,6 +66,7 @@ _IPYKERNEL = (
     "?IPython.core.completerlib",
     "?IPython.core.debugger",
     "?IPython.core.oinspect",
+    "?IPython.core.logger",
     "?IPython.extensions.storemagic",
     "?sqlite3",
     "?psutil",
@@ -86,7 +93,6 @@ _SAGE = (
     "?sage.features.pkg_systems",
     "?ipywidgets",
     "?tornado.platform.asyncio",
-    "?IPython.core.logger",
 )
 SAGE_KERNEL_MODULE = "sage.repl.ipython_kernel"
 
@@ -107,6 +113,27 @@ SINGLE_THREADED = {
 
 #: A kernelspec ``env`` entry that keeps its kernels from being forked (``"0"``).
 FORK_ENV_SWITCH = "COCALC_TASKS_FORK"
+
+#: ``python -m`` modules whose kernel a zygote can build once and fork ready to run
+#: (``prepared_kernel.py``): IPython's kernel and Sage's, both ``IPKernelApp``.
+PREPARABLE = frozenset({"ipykernel_launcher", SAGE_KERNEL_MODULE})
+
+
+def app_arguments(argv: Sequence[str]) -> list[str]:
+    """The kernel application's own arguments in a kernelspec's ``python -m module ...``
+    command, without the connection file (a prepared kernel has none)."""
+    rest = list(argv[3:])
+    kept: list[str] = []
+    while rest:
+        arg = rest.pop(0)
+        if arg in ("-f", "--f"):
+            if rest:
+                rest.pop(0)
+            continue
+        if arg.startswith(("-f=", "--f=")):
+            continue
+        kept.append(arg)
+    return kept
 
 
 def thread_env(module: str, sage_threads: int) -> dict[str, str]:
@@ -177,8 +204,13 @@ class Zygote:
         wrap: Callable[[list[str]], list[str]] | None = None,
         preexec: Callable[[], None] | None = None,
         script: Path | None = None,
+        prepare: tuple[str, list[str]] | None = None,
     ) -> None:
         self.python = python
+        #: ``(module, application arguments)`` of the kernel to build in the zygote, if any.
+        self.prepare = prepare
+        #: Whether that worked: the zygote can then fork kernels ready to serve calls.
+        self.prepared = False
         self.modules = tuple(modules)
         self.env = env
         self.label = label
@@ -190,6 +222,7 @@ class Zygote:
         self.process: asyncio.subprocess.Process | None = None
         self._replies: dict[int, asyncio.Future[dict[str, Any]]] = {}
         self._exits: dict[int, int] = {}
+        self._exit_waiters: dict[int, list[asyncio.Future[int]]] = {}
         self._next_id = 0
         self._reader: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
@@ -213,7 +246,10 @@ class Zygote:
             self.process.stdin.write(json.dumps({"signal": pid, "signum": signum}).encode() + b"\n")
 
     async def start(self, timeout: float) -> None:
-        argv = [self.python, str(self.script), "--label", self.label, *self.modules]
+        argv = [self.python, str(self.script), "--label", self.label]
+        if self.prepare is not None:
+            argv += ["--prepare", self.prepare[0], json.dumps(self.prepare[1])]
+        argv += self.modules
         if self.wrap is not None:
             argv = self.wrap(argv)
         self.process = await asyncio.create_subprocess_exec(
@@ -233,6 +269,14 @@ class Zygote:
         if not first.get("ready"):
             await self.close()
             raise ZygoteError(f"zygote for {self.python}: {first.get('error')}")
+        self.prepared = bool(first.get("prepared"))
+        if self.prepare is not None and not self.prepared:
+            log.warning(
+                "zygote for %s cannot prepare %s kernels (%s): they start the usual way",
+                self.python,
+                self.prepare[0],
+                first.get("why"),
+            )
         self._reader = asyncio.ensure_future(self._read())
 
     async def spawn(
@@ -242,9 +286,12 @@ class Zygote:
         cwd: str,
         timeout: float = 10.0,
         limits: Sequence[tuple[int, int]] = (),
+        serve: dict[str, str] | None = None,
     ) -> ForkedProcess:
-        """Fork a kernel. A zygote that does not answer within ``timeout`` is stopped (the
-        next start replaces it) and :class:`ZygoteError` tells the caller to exec instead."""
+        """Fork a kernel; with ``serve`` (``{"address", "token"}``), a prepared one that
+        connects there instead of running ``argv``. A zygote that does not answer within
+        ``timeout`` is stopped (the next start replaces it) and :class:`ZygoteError` tells
+        the caller to exec instead."""
         if not self.alive:
             raise ZygoteError("zygote is not running")
         assert self.process is not None and self.process.stdin is not None
@@ -260,6 +307,8 @@ class Zygote:
                 "cwd": cwd,
                 "limits": [list(limit) for limit in limits],
             }
+            if serve is not None:
+                request["serve"] = serve
             self.process.stdin.write(json.dumps(request).encode() + b"\n")
             await self.process.stdin.drain()
         try:
@@ -289,6 +338,28 @@ class Zygote:
             pass
         return None
 
+    async def wait_exit(self, pid: int, timeout: float) -> int | None:
+        """The exit code of a kernel of ours once it ended (None: still running after
+        ``timeout`` s). Reads the zygote's report without polling."""
+        if pid in self._exits or not self.alive:
+            return self.exit_code(pid)
+        waiter: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._exit_waiters.setdefault(pid, []).append(waiter)
+        try:
+            return await asyncio.wait_for(waiter, timeout)
+        except TimeoutError:
+            return None
+        finally:
+            waiters = self._exit_waiters.get(pid)
+            if waiters is not None and waiter in waiters:
+                waiters.remove(waiter)
+                if not waiters:
+                    del self._exit_waiters[pid]
+
+    def forget(self, pid: int) -> None:
+        """Drop a reaped kernel's exit code (its owner has read it)."""
+        self._exits.pop(pid, None)
+
     async def _read(self) -> None:
         assert self.process is not None and self.process.stdout is not None
         while line := await self.process.stdout.readline():
@@ -300,13 +371,22 @@ class Zygote:
                 log.warning("zygote %s wrote a malformed line: %r", self.python, line[:200])
                 continue
             if "exited" in message:
-                self._exits[int(message["exited"])] = int(message["code"])
+                pid, code = int(message["exited"]), int(message["code"])
+                self._exits[pid] = code
+                for waiter in self._exit_waiters.pop(pid, ()):
+                    if not waiter.done():
+                        waiter.set_result(code)
             elif (future := self._replies.pop(int(message.get("id", -1)), None)) is not None:
                 future.set_result(message)
         await self.process.wait()
         for future in self._replies.values():
             future.set_result({"error": "zygote exited"})
         self._replies.clear()
+        for waiters in self._exit_waiters.values():
+            for waiter in waiters:
+                if not waiter.done():
+                    waiter.set_result(-signal.SIGKILL)
+        self._exit_waiters.clear()
 
     async def close(self) -> None:
         """Stop the zygote; it kills any kernel it still has."""
@@ -356,6 +436,7 @@ class Zygotes:
             # Sandboxes see the server's tools directory, not its source tree.
             self._script = sandbox.tools / _ZYGOTE_SCRIPT.name
             shutil.copyfile(_ZYGOTE_SCRIPT, self._script)
+            shutil.copyfile(_PREPARED_SCRIPT, sandbox.tools / _PREPARED_SCRIPT.name)
 
     def forkable(self, argv: Sequence[str], env: dict[str, str] | None = None) -> bool:
         """Whether ``argv`` (with its kernelspec's ``env``) may be forked."""
@@ -368,14 +449,15 @@ class Zygotes:
     def _new(self, argv: Sequence[str], area: Area | None) -> Zygote:
         modules = FORKABLE[argv[2]]
         threads = thread_env(argv[2], self.sage_threads)
+        prepare = (argv[2], app_arguments(argv)) if argv[2] in PREPARABLE else None
         if area is None:
-            return Zygote(argv[0], modules, {**self.env, **threads}, self.label)
+            return Zygote(argv[0], modules, {**self.env, **threads}, self.label, prepare=prepare)
         env = self.env_for(area) if self.env_for is not None else self.env
         env = {**env, **threads}
         label = str(area.scratch / "kernel-zygote")
         sandbox = self.sandbox
         if sandbox is None or not sandbox.enabled:
-            return Zygote(argv[0], modules, env, label)
+            return Zygote(argv[0], modules, env, label, prepare=prepare)
         return Zygote(
             argv[0],
             modules,
@@ -384,6 +466,7 @@ class Zygotes:
             wrap=lambda command: sandbox.wrap(command, area, area.scratch),
             preexec=sandbox.setup(area),
             script=self._script,
+            prepare=prepare,
         )
 
     async def for_command(
@@ -446,6 +529,11 @@ class ForkingProvisioner(LocalProvisioner):
             kwargs["env"] = {**(kwargs.get("env") or os.environ), **threads}
         env_in = kwargs.get("env")
         zygote = await servers.for_command(cmd, area, env_in) if servers is not None else None
+        if zygote is not None and zygote.prepared:
+            # Its kernel is built already: a second one cannot start there (``IPKernelApp``
+            # is a singleton). Kernels it cannot serve prepared, e.g. a spec of the same
+            # interpreter and module with other options, are exec'd.
+            zygote = None
         cwd = str(kwargs.get("cwd") or os.getcwd())
         if area is not None and area.owner is not None:  # the kernel reads them as its user
             area.owner.chown_tree(Path(cwd))

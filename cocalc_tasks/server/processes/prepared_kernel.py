@@ -1,0 +1,421 @@
+"""An IPython kernel prepared once in a zygote and forked for each call.
+
+Loaded by ``zygote.py`` inside the kernelspec's own interpreter (so it imports ipykernel and
+the standard library, never cocalc_tasks). A normal IPython kernel spends most of its start
+building its application: reading its configuration, constructing the shell with its magics,
+formatters and hooks, loading extensions, opening five ZMQ sockets and starting four threads.
+:func:`prepare` does everything of that which is the same for every kernel once, in the zygote,
+with ipykernel's own classes (``IPKernelApp.initialize`` minus the sockets, threads and signal
+handlers; see :class:`ForkedKernelApp`). Each forked child then only renews what must be its
+own (done by the zygote: pid, session, directory, environment, random seeds), connects to the
+server and runs the cells it is sent with ipykernel's own ``execute_request``.
+
+Messages leave through :class:`ChannelSession`, a ``jupyter_client`` Session whose ``send``
+writes each message's type and content, packed by the session's own packer, to the server.
+Nothing else changes: the execute reply, ``execute_result``, ``display_data``, errors and
+their tracebacks are built by ipykernel and IPython as in any kernel. Only the streams are
+ours (:class:`ChannelStream`): ipykernel's ``OutStream`` needs an IOPub thread with its own
+ZMQ context and event loop, which would cost each call more than the rest of its start.
+
+The wire, one Unix stream socket per kernel, frames of a 4-byte big-endian length and a
+payload::
+
+    kernel -> server   {"token": "...", "pid": 4242}        first frame, JSON
+    server -> kernel   {"code": "...", "store_history": true}   one per cell, JSON
+    kernel -> server   b"<msg_type>\\n" + content              each message of the cell; the
+                                                            cell's last is "execute_reply"
+
+The kernel exits when the server closes the socket.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import select
+import selectors
+import socket
+import struct
+import sys
+import threading
+import time
+from io import TextIOBase
+from types import SimpleNamespace
+from typing import Any
+
+from ipykernel.kernelapp import IPKernelApp
+from jupyter_client.session import Session, extract_header, new_id
+
+__all__ = ["ChannelSession", "ChannelStream", "ForkedKernelApp", "prepare", "serve"]
+
+_LENGTH = struct.Struct("!I")
+#: The kernel classes the zygote can prepare, by the ``python -m`` module that starts them.
+_KERNEL_CLASSES = {
+    "ipykernel_launcher": ("ipykernel.ipkernel", "IPythonKernel"),
+    "sage.repl.ipython_kernel": ("sage.repl.ipython_kernel.kernel", "SageKernel"),
+}
+_prepared: list[ForkedKernelApp] = []
+_STD = {1: "stdout", 2: "stderr"}
+#: Message types a caller never sees (CoCalc's filter leaves nothing of them): not sent.
+_UNSENT = frozenset({"execute_input", "status"})
+
+
+class Channel:
+    """The kernel's end of its socket; ``send`` is safe from any thread."""
+
+    def __init__(self, sock: socket.socket) -> None:
+        self.sock = sock
+        self._lock = threading.Lock()
+        self._reader = sock.makefile("rb")
+
+    def send(self, payload: bytes) -> None:
+        with self._lock:
+            self.sock.sendall(_LENGTH.pack(len(payload)) + payload)
+
+    def recv(self) -> bytes | None:
+        head = self._reader.read(_LENGTH.size)
+        if len(head) < _LENGTH.size:
+            return None
+        body = self._reader.read(_LENGTH.unpack(head)[0])
+        return body if len(body) == _LENGTH.unpack(head)[0] else None
+
+
+class ChannelSession(Session):  # type: ignore[misc]
+    """A Session whose ``send`` writes the message to the server's channel, whatever
+    ``stream`` it is given (ipykernel passes its IOPub or shell socket, which do not exist
+    here). It returns the message, as ``Session.send`` does."""
+
+    channel: Channel | None = None
+
+    def send(  # type: ignore[override]
+        self,
+        stream: Any,
+        msg_or_type: dict[str, Any] | str,
+        content: dict[str, Any] | None = None,
+        parent: dict[str, Any] | None = None,
+        ident: Any = None,
+        buffers: Any = None,
+        track: bool = False,
+        header: dict[str, Any] | None = None,
+        metadata: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        if isinstance(msg_or_type, dict):
+            msg = msg_or_type
+            msg_type = msg["header"]["msg_type"] if "header" in msg else msg["msg_type"]
+        else:
+            msg = self.msg(
+                msg_or_type, content=content, parent=parent, header=header, metadata=metadata
+            )
+            msg_type = msg_or_type
+        channel = ChannelSession.channel
+        if channel is not None and msg_type not in _UNSENT:
+            channel.send(msg_type.encode() + b"\n" + self.pack(msg.get("content", {})))
+        return msg
+
+
+class _Flusher:
+    """One thread per kernel, started by the first write, that flushes a stream 0.2 s after
+    its first unflushed write (as ipykernel's ``OutStream.flush_interval``)."""
+
+    interval = 0.2
+
+    def __init__(self) -> None:
+        self._due: dict[ChannelStream, float] = {}
+        self._wake = threading.Condition()
+        self._thread: threading.Thread | None = None
+
+    def schedule(self, stream: ChannelStream) -> None:
+        with self._wake:
+            if stream in self._due:
+                return
+            self._due[stream] = time.monotonic() + self.interval
+            if self._thread is None:
+                self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
+                self._thread.start()
+            self._wake.notify()
+
+    def _run(self) -> None:
+        while True:
+            with self._wake:
+                while not self._due:
+                    self._wake.wait()
+                stream, at = min(self._due.items(), key=lambda item: item[1])
+                delay = at - time.monotonic()
+                if delay > 0:
+                    self._wake.wait(delay)
+                    continue
+                del self._due[stream]
+            stream.flush()
+
+
+_flusher = _Flusher()
+
+
+class ChannelStream(TextIOBase):
+    """``sys.stdout`` / ``sys.stderr`` of a prepared kernel: ``stream`` messages with the text
+    written, flushed 0.2 s after the first write, at 64 KiB, on ``flush()`` and at the end of
+    each cell. ``fileno()`` is the original descriptor, as with ipykernel's ``OutStream``."""
+
+    limit = 1 << 16
+
+    def __init__(self, session: Session, name: str, fileno: int) -> None:
+        super().__init__()
+        self.session = session
+        self.name = name
+        self.parent_header: dict[str, Any] = {}
+        self._fileno = fileno
+        self._parts: list[str] = []
+        self._size = 0
+        self._lock = threading.RLock()
+        #: Run by a flush from the thread that runs cells (the descriptors' capture drains).
+        self.before_flush: Any = None
+
+    @property
+    def encoding(self) -> str:  # type: ignore[override]
+        return "UTF-8"
+
+    def set_parent(self, parent: dict[str, Any]) -> None:
+        self.parent_header = extract_header(parent)
+
+    def isatty(self) -> bool:
+        return False
+
+    def writable(self) -> bool:
+        return True
+
+    def fileno(self) -> int:
+        return self._fileno
+
+    def write(self, text: str) -> int:  # type: ignore[override]
+        if not isinstance(text, str):
+            raise TypeError(f"write() argument must be str, not {type(text).__name__}")
+        if not text:
+            return 0
+        with self._lock:
+            self._parts.append(text)
+            self._size += len(text)
+            full = self._size >= self.limit
+        if full:
+            self.flush()
+        else:
+            _flusher.schedule(self)
+        return len(text)
+
+    def flush(self) -> None:
+        if self.before_flush is not None and threading.current_thread() is threading.main_thread():
+            self.before_flush()
+        with self._lock:  # held while sending, so that two flushes keep their order
+            if not self._parts:
+                return
+            text = "".join(self._parts)
+            self._parts.clear()
+            self._size = 0
+            self.session.send(
+                None, "stream", {"name": self.name, "text": text}, parent=self.parent_header
+            )
+
+
+class _Capture:
+    """Sends what is written to file descriptors 1 and 2 (a C library, ``os.system``) to the
+    streams, as ipykernel does by default (``IPKernelApp.capture_fd_output``)."""
+
+    def __init__(self, streams: dict[int, ChannelStream]) -> None:
+        self._selector = selectors.DefaultSelector()
+        self._ends: list[int] = []
+        self._pumping = threading.Lock()
+        for fd, stream in streams.items():
+            read_end, write_end = os.pipe()
+            os.dup2(write_end, fd)
+            os.close(write_end)
+            self._selector.register(read_end, selectors.EVENT_READ, stream)
+            self._ends.append(read_end)
+        threading.Thread(target=self._pump, name="fd-capture", daemon=True).start()
+
+    def _pump(self) -> None:
+        while True:
+            for key, _ in self._selector.select():
+                with self._pumping:
+                    data = os.read(key.fd, 1 << 16)
+                    if data:
+                        key.data.write(data.decode("utf-8", "replace"))
+                    else:
+                        self._selector.unregister(key.fd)
+
+    def drain(self, limit: float = 0.05) -> None:
+        """Wait (at most ``limit`` s) until what was written to the descriptors reached the
+        streams: the end of a cell must not overtake a subprocess's last line."""
+        deadline = time.monotonic() + limit
+        while select.select(self._ends, [], [], 0)[0] and time.monotonic() < deadline:
+            time.sleep(0.0005)
+        with self._pumping:
+            pass
+
+
+class ForkedKernelApp(IPKernelApp):  # type: ignore[misc]
+    """``IPKernelApp.initialize`` minus what cannot cross a fork: sockets, the heartbeat, the
+    parent poller, the IOPub/control/shell-channel threads and the signal handlers. The kernel
+    and its shell are built as ipykernel builds them; the child attaches its channel."""
+
+    def init_connection_file(self) -> None:
+        self.session = ChannelSession(parent=self)
+
+    def init_poller(self) -> None:
+        self.poller = None
+
+    def init_sockets(self) -> None:
+        self.shell_socket = self.control_socket = self.stdin_socket = None
+        self.debug_shell_socket = self.debugpy_socket = None
+        self.iopub_socket = self.iopub_thread = None
+        self.control_thread = self.shell_channel_thread = None
+        self._ports: dict[str, int] = {}
+
+    def init_heartbeat(self) -> None:
+        pass
+
+    def write_connection_file(self, **kwargs: Any) -> None:
+        pass
+
+    def log_connection_info(self) -> None:
+        pass
+
+    def init_io(self) -> None:
+        if self.displayhook_class:
+            from traitlets.utils.importstring import import_item
+
+            self.displayhook = import_item(str(self.displayhook_class))(self.session, None)
+
+    def init_signal(self) -> None:
+        pass
+
+    def init_kernel(self) -> None:
+        kernel = self.kernel_class.instance(  # type: ignore[attr-defined]
+            parent=self,
+            session=self.session,
+            log=self.log,
+            profile_dir=self.profile_dir,
+            user_ns=self.user_ns,
+        )
+        self.kernel = kernel
+        self.displayhook.get_execution_count = lambda: kernel.execution_count
+
+
+def prepare(module: str, args: list[str]) -> None:
+    """In the zygote: build the application, kernel and shell that ``python -m module args``
+    would build. Raises if ``module`` is not a kernel this file knows."""
+    import importlib
+
+    where, name = _KERNEL_CLASSES[module]
+    kernel_class = getattr(importlib.import_module(where), name)
+    app = ForkedKernelApp.instance(kernel_class=kernel_class)
+    # History in memory: a history file needs a writer thread, which a fork cannot carry, and
+    # one file shared by every call would let a call read the code of the calls before it.
+    app.initialize([*args, "--HistoryManager.hist_file=:memory:"])  # type: ignore[no-untyped-call]
+    if sys.path[:1] == [""]:  # init_path's '' must follow the script directory `-m` puts first
+        del sys.path[0]
+    _warm_up(app)
+    _prepared.append(app)
+
+
+def _warm_up(app: ForkedKernelApp) -> None:
+    """Run once here what every kernel's first cell would otherwise pay for itself: IPython's
+    first compile and run, the first formatted result, the first traceback (its formatting
+    loads and compiles a lot: about 50 ms), the first event loop. The cells are silent (no
+    execution count, history or ``_``), and the traces they leave are removed."""
+    shell = app.kernel.shell
+    loop = asyncio.new_event_loop()
+    try:
+        for code in _WARM_UP:
+            cell = shell.run_cell_async(
+                code,
+                store_history=False,
+                silent=True,
+                transformed_cell=shell.transform_cell(code),
+                preprocessing_exc_tuple=None,
+            )
+            loop.run_until_complete(cell)
+    finally:
+        loop.close()
+        asyncio.set_event_loop(None)
+    for name in ("last_type", "last_value", "last_traceback", "last_exc"):
+        if hasattr(sys, name):
+            delattr(sys, name)
+    shell._last_traceback = None
+    shell.user_ns.pop("_warm_up_error", None)
+
+
+_WARM_UP = (
+    "None",
+    "get_ipython().display_formatter.format(0)",
+    "def _warm_up_error():\n    1 / 0\n_warm_up_error()",
+)
+
+
+def serve(address: str, token: str, cwd: str) -> int:
+    """In the forked child: connect to the server, run cells until it hangs up."""
+    app = _prepared[0]
+    kernel = app.kernel
+    session: ChannelSession = app.session
+    session.session = new_id()  # each kernel its own session, as if it had started itself
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.connect(address)
+    channel = Channel(sock)
+    ChannelSession.channel = channel
+    originals = {1: os.dup(1), 2: os.dup(2)}
+    streams = {fd: ChannelStream(session, name, originals[fd]) for fd, name in _STD.items()}
+    capture = _Capture(streams)
+    for stream in streams.values():
+        stream.before_flush = capture.drain
+    sys.stdout, sys.stderr = streams[1], streams[2]
+    kernel._stdout, kernel._stderr = sys.stdout, sys.stderr
+    # ipykernel sleeps 0.5 ms before each reply so that its IOPub thread catches up; here
+    # every message is written before the reply.
+    kernel._execute_sleep = 0
+    sys.displayhook = app.displayhook
+    # ipykernel cancels a top-level ``await`` on SIGINT only for the thread that runs cells.
+    kernel.shell_channel_thread = SimpleNamespace(parent_thread=threading.current_thread())
+    if "" not in sys.path:
+        sys.path.insert(1 if sys.path[:1] == [cwd] else 0, "")
+    loop = asyncio.new_event_loop()
+    asyncio.set_event_loop(loop)
+    # One silent cell before the first call: the pages a cell writes are copied from the
+    # zygote's now, while the kernel waits in its pool, not while a caller waits for it.
+    _execute(loop, kernel, session, {"code": "None", "silent": True, "store_history": False})
+    channel.send(json.dumps({"token": token, "pid": os.getpid()}).encode())
+    while True:
+        try:
+            frame = channel.recv()
+        except KeyboardInterrupt:  # an interrupt between cells, as in ipykernel: ignored
+            continue
+        if frame is None:
+            return 0
+        _execute(loop, kernel, session, json.loads(frame))
+
+
+def _execute(
+    loop: asyncio.AbstractEventLoop, kernel: Any, session: Session, request: dict[str, Any]
+) -> None:
+    """Run one cell with ipykernel's own ``execute_request``, as a kernel does for a frontend
+    that allows no stdin and does not stop on errors."""
+    silent = bool(request.get("silent", False))
+    parent = session.msg(
+        "execute_request",
+        content={
+            "code": request["code"],
+            "silent": silent,
+            "store_history": bool(request.get("store_history", not silent)),
+            "user_expressions": {},
+            "allow_stdin": False,
+            "stop_on_error": False,
+        },
+    )
+    kernel.set_parent([], parent, "shell")
+    sent = ChannelSession.channel
+    if silent:  # nothing of a silent cell reaches the server
+        ChannelSession.channel = None
+    try:
+        with contextlib.suppress(KeyboardInterrupt):
+            loop.run_until_complete(kernel.execute_request(None, [], parent))
+    finally:
+        ChannelSession.channel = sent
