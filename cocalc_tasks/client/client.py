@@ -20,7 +20,7 @@ from cocalc_tasks.client import routes
 from cocalc_tasks.client.config import DEFAULT_TIMEOUT, Timeout, resolve_settings
 from cocalc_tasks.client.exec_calls import ExecCalls
 from cocalc_tasks.client.routes import API_CHOICES, EXECUTE_PATH, SERVER_HEADER, Api, Route
-from cocalc_tasks.client.transport import AbortableAdapter, build_retry
+from cocalc_tasks.client.transport import AbortableAdapter, EnvironmentOnceSession, build_retry
 from cocalc_tasks.errors import (
     CocalcAuthError,
     CocalcConnectionError,
@@ -113,7 +113,7 @@ class CocalcClient(ExecCalls):
         self.timeout = timeout
         self.verify = verify
         self._api_key = settings.api_key
-        self._session = _copy_session(session) if session is not None else requests.Session()
+        self._session = _copy_session(session) if session is not None else EnvironmentOnceSession()
         self._adapter = AbortableAdapter(
             max_retries=build_retry(
                 retries,
@@ -478,7 +478,7 @@ class _Bearer(requests.auth.AuthBase):
 
 def _copy_session(session: requests.Session) -> requests.Session:
     """A new session with ``session``'s settings; the original is left as it is."""
-    copy = requests.Session()
+    copy = EnvironmentOnceSession()
     copy.headers = requests.structures.CaseInsensitiveDict(session.headers)
     copy.cookies.update(session.cookies)
     copy.auth = session.auth

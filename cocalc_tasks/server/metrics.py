@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 from prometheus_client.core import GaugeMetricFamily, Metric
@@ -105,6 +106,9 @@ class ServerMetrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry()
         r = self.registry
+        # Labelled children of the hot paths, looked up once (``labels()`` costs microseconds).
+        self._request_children: dict[tuple[str, str], tuple[Any, Any]] = {}
+        self._phase_children: dict[tuple[str, str], tuple[Any, Any]] = {}
         self.requests = Counter(
             "cocalc_tasks_requests",
             "Requests answered, by route and outcome (ok, error: a CoCalc error body, "
@@ -188,14 +192,25 @@ class ServerMetrics:
         self.registry.register(_Present(present))
 
     def request(self, route: str, outcome: str, seconds: float) -> None:
-        self.requests.labels(route, outcome).inc()
-        self.latency.labels(route).observe(seconds)
+        key = (route, outcome)
+        if (children := self._request_children.get(key)) is None:
+            children = (self.requests.labels(route, outcome), self.latency.labels(route))
+            self._request_children[key] = children
+        children[0].inc()
+        children[1].observe(seconds)
 
     def phases(self, clock: PhaseClock, call: str) -> None:
         """Record one execute call's phases."""
         for phase, seconds in clock.wall.items():
-            self.phase_seconds.labels(phase, call).observe(seconds)
-            self.phase_cpu.labels(phase, call).inc(clock.cpu.get(phase, 0.0))
+            key = (phase, call)
+            if (children := self._phase_children.get(key)) is None:
+                children = (
+                    self.phase_seconds.labels(phase, call),
+                    self.phase_cpu.labels(phase, call),
+                )
+                self._phase_children[key] = children
+            children[0].observe(seconds)
+            children[1].inc(clock.cpu.get(phase, 0.0))
 
     def exposition(self) -> bytes:
         return generate_latest(self.registry)

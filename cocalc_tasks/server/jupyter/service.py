@@ -17,7 +17,7 @@ import concurrent.futures
 import logging
 import re
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -54,9 +54,9 @@ SPAWN_FAILED = "Error: **Unable to Spawn Jupyter Kernel:**\n\nError: "
 _HASH_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
-def _report_log_failure(future: asyncio.Future[None]) -> None:
+def _report_log_failure(future: asyncio.Future[object]) -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
-        log.error("could not write the API log: %s", exc)
+        log.error("a store write failed: %s", exc)
 
 
 def js_iso_now() -> str:
@@ -166,28 +166,34 @@ class ExecutionService:
             )
             self._log(call)
             clock.lap("store_writes")
-            if error is None and facts.get("kernel_ran"):
-                self.metrics.phases(clock, "computed")
-            elif error is None and facts["cached"]:
-                self.metrics.phases(clock, "cached")
+            if error is None and (facts.get("kernel_ran") or facts["cached"]):
+                kind = "computed" if facts.get("kernel_ran") else "cached"
+                self._after_answer(self.metrics.phases, clock, kind)
         return answer
 
     def _log(self, call: ApiCall) -> None:
-        """Write one API log row; a lost row is logged and never costs the caller a result.
-        SQLite: at once (a fraction of a millisecond). PostgreSQL: just after the answer, as
-        CoCalc does, by one thread in call order."""
+        """Write one API log row, after the answer; a lost row is logged and never costs the
+        caller a result."""
+        self._after_answer(self.api_log.record, call)
+
+    def _after_answer(self, write: Callable[..., object], *args: Any) -> None:
+        """Run a store write once the answer is on its way. SQLite: on the event loop's next
+        turn (a fraction of a millisecond). PostgreSQL: by one thread, in call order."""
+        name = getattr(write, "__qualname__", "write")
         if self.db.local:
-            try:
-                self.api_log.record(call)
-            except Exception as exc:
-                log.error("could not write the API log: %s", exc)
+
+            def run() -> None:
+                try:
+                    write(*args)
+                except Exception as exc:
+                    log.error("store write %s failed: %s", name, exc)
+
+            asyncio.get_running_loop().call_soon(run)
             return
         try:
-            written = asyncio.get_running_loop().run_in_executor(
-                self._log_writer, self.api_log.record, call
-            )
-        except RuntimeError:  # the server is stopping: its log writer is closed
-            log.warning("API log row lost at shutdown (%s, %s)", call.route, call.hash)
+            written = asyncio.get_running_loop().run_in_executor(self._log_writer, write, *args)
+        except RuntimeError:  # the server is stopping: its writer is closed
+            log.warning("store write %s lost at shutdown", name)
         else:
             written.add_done_callback(_report_log_failure)
 
@@ -239,14 +245,11 @@ class ExecutionService:
         output = await self._run(kernel.spec_name, directory, history, input_, project_id, clock)
         facts["kernel_ran"] = True
         self.metrics.executions.labels("computed").inc()
-        await off_loop(
-            self.db,
-            self.cache.put,
-            digest,
-            output,
-            created,
-            project_id.lower() if project_id else None,
-        )
+        owner = project_id.lower() if project_id else None
+        if self.db.local:  # written on the loop's next turn, before any later request is read
+            self._after_answer(self.cache.put, digest, output, created, owner)
+        else:  # another replica may ask for this hash at once: stored before the answer
+            await off_loop(self.db, self.cache.put, digest, output, created, owner)
         return {"output": output, "created": created}
 
     async def _lookup(
@@ -274,6 +277,7 @@ class ExecutionService:
             identity.signed_in and identity.may_use_project(hit.project_id)
         ):
             return None
+        self._after_answer(self.cache.touch, hit.id)
         return {"id": hit.id, "output": hit.output, "created": hit.created}
 
     def _directory(self, project_id: str | None, path: str | None) -> Path | None:

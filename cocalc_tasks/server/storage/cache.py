@@ -32,20 +32,25 @@ class ResultCache:
         self._db = db
 
     def get(self, digest: str) -> CachedResult | None:
-        now = time.time()
-        with self._db.transaction() as tx:
-            row = tx.execute(
-                "SELECT id, output, created, project_id FROM jupyter_api_cache "
-                "WHERE hash = ? AND expire > ? ORDER BY id DESC LIMIT 1",
-                (digest, now),
-            ).one()
-            if row is None:
-                return None
-            tx.execute(
-                "UPDATE jupyter_api_cache SET last_active = ?, expire = ? WHERE id = ?",
-                (now, now + self.ttl, row[0]),
-            )
+        """The newest live result for ``digest``: one indexed read. A hit should then be
+        :meth:`touch`-ed (off the answer's path) to keep it for another TTL."""
+        row = self._db.read_one(
+            "SELECT id, output, created, project_id FROM jupyter_api_cache "
+            "WHERE hash = ? AND expire > ? ORDER BY id DESC LIMIT 1",
+            (digest, time.time()),
+        )
+        if row is None:
+            return None
         return CachedResult(id=row[0], output=json.loads(row[1]), created=row[2], project_id=row[3])
+
+    def touch(self, row_id: int) -> None:
+        """Mark a result as just used: it is kept for another TTL from now (CoCalc does this
+        on every hit)."""
+        now = time.time()
+        self._db.execute(
+            "UPDATE jupyter_api_cache SET last_active = ?, expire = ? WHERE id = ?",
+            (now, now + self.ttl, row_id),
+        )
 
     def put(
         self, digest: str, output: list[Any], created: str, project_id: str | None = None

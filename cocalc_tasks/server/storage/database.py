@@ -96,6 +96,10 @@ class Database(ABC):
         with self.transaction() as tx:
             return tx.execute(sql, params).one()
 
+    def read_one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        """One row of a read-only statement, in the cheapest way the engine has."""
+        return self.one(sql, params)
+
     def all(self, sql: str, params: Params = ()) -> list[tuple[Any, ...]]:
         with self.transaction() as tx:
             return tx.execute(sql, params).all()
@@ -127,6 +131,12 @@ class SQLiteDatabase(Database):
                 cursor.execute("ROLLBACK")
                 raise
             cursor.execute("COMMIT")
+
+    def read_one(self, sql: str, params: Params = ()) -> tuple[Any, ...] | None:
+        """A plain read: no ``BEGIN IMMEDIATE``, no write lock, no commit."""
+        with self._lock:
+            row = self._db.execute(sql, params).fetchone()
+        return None if row is None else tuple(row)
 
     def close(self) -> None:
         with self._lock:
