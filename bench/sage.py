@@ -27,7 +27,7 @@ SAGE_PYTHON = ROOT / ".venv-sage/bin/python"
 PREFECT_PYTHON = ROOT / ".venv-prefect/bin/python"
 KERNEL = "sage-9.8"
 ARGS = ["--kernels", f"{KERNEL},python3", "--kernel-alias", f"{KERNEL}=sagemath"]
-N_CALLS = {"forked": 40 if QUICK else 120, "exec": 8 if QUICK else 24}
+N_CALLS = {"forked": 60 if QUICK else 240, "exec": 8 if QUICK else 24}
 N_WARM = 15 if QUICK else 40
 N_FLOW = 100
 PAUSE = 0.05
@@ -66,7 +66,7 @@ def _distinct(server: LocalServer, n: int, clients: int = 4) -> dict[str, Any]:
     def one(i: int) -> None:
         with CocalcClient(KEY, server.url, timeout=(5, 180)) as client:
             started = time.perf_counter()
-            result = client.execute(f"factor({10**9 + i})  # {uuid.uuid4().hex}", KERNEL)
+            result = client.execute(f"factor({10**19 + 7 * i})  # {uuid.uuid4().hex}", KERNEL)
             latencies.append(time.perf_counter() - started)
             assert result.ok and result.text, result
 

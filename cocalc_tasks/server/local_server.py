@@ -79,6 +79,10 @@ class LocalServer:
         if self.process is not None:
             raise RuntimeError(f"this server is already running at {self.url}")
         env = {**os.environ, **self.env}
+        # Started from a pytest run, the server's kernels would inherit pytest's marker, and
+        # ipykernel then stops capturing what is written to file descriptors 1 and 2: they
+        # behave as outside a test run instead.
+        env.pop("PYTEST_CURRENT_TEST", None)
         # Keys go through the environment, not argv, so `ps` does not show them.
         if self.api_keys:
             env["COCALC_SERVER_API_KEYS"] = ",".join(self.api_keys)

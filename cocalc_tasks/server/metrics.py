@@ -131,7 +131,7 @@ class ServerMetrics:
         )
         self.kernel_starts = Counter(
             "cocalc_tasks_kernel_starts",
-            "Kernels started, forked from a zygote or exec'd",
+            "Kernels started: prepared (forked ready to run), forked from a zygote, or exec'd",
             ["kernel", "how"],
             registry=r,
         )

@@ -317,6 +317,13 @@ class ServerSettings:
         help="start ipykernel, bash and Sage kernels by forking them from a zygote (a "
         "pre-imported process); --no-fork-kernels starts each kernel as its own program",
     )
+    prepare_kernels: bool = setting(
+        True,
+        kind="bool",
+        help="build IPython and Sage kernels once in their zygote and fork them ready to run, "
+        "spoken to over one Unix socket each (a fraction of the CPU of a jupyter_client "
+        "start); --no-prepare-kernels forks them as ordinary jupyter_client kernels",
+    )
     sage_threads: int = setting(
         1,
         kind="int",
@@ -570,6 +577,7 @@ GROUPS: dict[str, tuple[str, ...]] = {
         "max_parallel_starts",
         "kernel_start_timeout",
         "fork_kernels",
+        "prepare_kernels",
         "sage_threads",
     ),
     "limits": (

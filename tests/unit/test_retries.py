@@ -110,3 +110,50 @@ def test_a_callers_session_keeps_retries_and_is_left_unchanged() -> None:
     assert all(headers.get("X-Trace") == "abc" for *_, headers in script.requests)
     assert dict(mine.headers) == before  # no Content-Type added to the caller's session
     assert mine.get_adapter("https://x") is not client._adapter
+
+
+# -- the environment's proxy settings ------------------------------------------------------------
+def test_proxy_settings_come_from_the_environment_once_per_host(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """requests reads HTTPS_PROXY, NO_PROXY and REQUESTS_CA_BUNDLE for every request; the
+    client's session reads them once per host, and still honours them."""
+    import requests
+
+    from cocalc_tasks.client.transport import EnvironmentOnceSession
+
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "internal.example")
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", "/etc/ssl/certs/bundle.pem")
+    session = EnvironmentOnceSession()
+    plain = requests.Session()
+    for url in ("https://cocalc.com/api/v2/x", "https://internal.example/api"):
+        ours = session.merge_environment_settings(url, {}, None, None, None)
+        assert ours == plain.merge_environment_settings(url, {}, None, None, None)
+    assert (
+        session.merge_environment_settings("https://cocalc.com/a", {}, None, None, None)["proxies"][
+            "https"
+        ]
+        == "http://proxy.example:3128"
+    )
+    assert session.merge_environment_settings("https://cocalc.com/a", {}, None, None, None)[
+        "verify"
+    ] == ("/etc/ssl/certs/bundle.pem")
+    reads = 0
+    real = requests.sessions.get_environ_proxies
+
+    def counted(url: str, no_proxy: object = None) -> object:
+        nonlocal reads
+        reads += 1
+        return real(url, no_proxy=no_proxy)
+
+    monkeypatch.setattr(requests.sessions, "get_environ_proxies", counted)
+    for _ in range(5):
+        session.merge_environment_settings("https://cocalc.com/b", {}, None, None, None)
+    session.merge_environment_settings("https://other.example/b", {}, None, None, None)
+    assert reads == 1  # cocalc.com was read before; other.example once
+    # a caller's own proxies still win, and are not mixed up with another call's
+    mine = session.merge_environment_settings(
+        "https://cocalc.com/b", {"https": "http://mine:1"}, None, None, None
+    )
+    assert mine["proxies"]["https"] == "http://mine:1"

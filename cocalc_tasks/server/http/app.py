@@ -245,6 +245,7 @@ def create_app(settings: ServerSettings) -> FastAPI:
             max_parallel_starts=settings.max_parallel_starts,
             start_timeout=settings.kernel_start_timeout,
             fork=settings.fork_kernels and fork_supported(),
+            prepare=settings.prepare_kernels,
             default_area=anonymous,
             sandbox=sandbox,
             env_for=env_for,

@@ -163,7 +163,10 @@ class WarmKernel:
         if await self.manager.is_alive():
             return None
         provisioner = self.manager.provisioner
-        return describe_exit(await provisioner.poll() if provisioner is not None else None)
+        code = await provisioner.poll() if provisioner is not None else None
+        if getattr(self.manager, "wrapped", False) and code is not None and 128 < code <= 192:
+            code = 128 - code  # bubblewrap's 128 + N: the kernel died of signal N
+        return describe_exit(code)
 
     async def dispose(self) -> None:
         if self.disposed:

@@ -82,6 +82,7 @@ class KernelPools:
         max_parallel_starts: int = 4,
         start_timeout: float = 60.0,
         fork: bool = True,
+        prepare: bool = True,
         default_area: Area | None = None,
         sandbox: Sandbox | None = None,
         env_for: Callable[[Area], dict[str, str]] | None = None,
@@ -130,6 +131,7 @@ class KernelPools:
                 sandbox=sandbox,
                 env_for=self._env_for,
                 sage_threads=sage_threads,
+                prepare=prepare,
             )
             if fork
             else None

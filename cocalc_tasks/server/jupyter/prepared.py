@@ -181,12 +181,24 @@ class PreparedKernel:
         self.connection = connection
         self.workdir = workdir
         self.area_name = area_name
-        self.connection_file = address
+        self.address = address
         self.disposed = False
+        self._described: Path | None = None
 
     @property
     def pid(self) -> int:
         return self.process.pid
+
+    @property
+    def connection_file(self) -> str:
+        """A file that says how to reach this kernel, as a jupyter_client kernel's connection
+        file does (the project bridge lists it). Written only when asked for."""
+        if self._described is None:
+            described = self.workdir.parent / f"kernel-{self.pid}-{id(self):x}.json"
+            info = {"transport": "cocalc-tasks-prepared", "address": self.address}
+            described.write_text(json.dumps({**info, "pid": self.pid}))
+            self._described = described
+        return str(self._described)
 
     async def is_alive(self) -> bool:
         return not self.connection.closed and self.process.poll() is None
@@ -235,3 +247,5 @@ class PreparedKernel:
         self._signal(signal.SIGKILL)
         self.zygote.forget(self.pid)
         remove_workdir(self.workdir)
+        if self._described is not None:
+            self._described.unlink(missing_ok=True)

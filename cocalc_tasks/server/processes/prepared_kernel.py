@@ -115,44 +115,6 @@ class ChannelSession(Session):  # type: ignore[misc]
         return msg
 
 
-class _Flusher:
-    """One thread per kernel, started by the first write, that flushes a stream 0.2 s after
-    its first unflushed write (as ipykernel's ``OutStream.flush_interval``)."""
-
-    interval = 0.2
-
-    def __init__(self) -> None:
-        self._due: dict[ChannelStream, float] = {}
-        self._wake = threading.Condition()
-        self._thread: threading.Thread | None = None
-
-    def schedule(self, stream: ChannelStream) -> None:
-        with self._wake:
-            if stream in self._due:
-                return
-            self._due[stream] = time.monotonic() + self.interval
-            if self._thread is None:
-                self._thread = threading.Thread(target=self._run, name="flush", daemon=True)
-                self._thread.start()
-            self._wake.notify()
-
-    def _run(self) -> None:
-        while True:
-            with self._wake:
-                while not self._due:
-                    self._wake.wait()
-                stream, at = min(self._due.items(), key=lambda item: item[1])
-                delay = at - time.monotonic()
-                if delay > 0:
-                    self._wake.wait(delay)
-                    continue
-                del self._due[stream]
-            stream.flush()
-
-
-_flusher = _Flusher()
-
-
 class ChannelStream(TextIOBase):
     """``sys.stdout`` / ``sys.stderr`` of a prepared kernel: ``stream`` messages with the text
     written, flushed 0.2 s after the first write, at 64 KiB, on ``flush()`` and at the end of
@@ -160,17 +122,16 @@ class ChannelStream(TextIOBase):
 
     limit = 1 << 16
 
-    def __init__(self, session: Session, name: str, fileno: int) -> None:
+    def __init__(self, session: Session, name: str, fileno: int, pump: _Pump) -> None:
         super().__init__()
         self.session = session
         self.name = name
         self.parent_header: dict[str, Any] = {}
         self._fileno = fileno
+        self._pump = pump
         self._parts: list[str] = []
         self._size = 0
         self._lock = threading.RLock()
-        #: Run by a flush from the thread that runs cells (the descriptors' capture drains).
-        self.before_flush: Any = None
 
     @property
     def encoding(self) -> str:  # type: ignore[override]
@@ -194,18 +155,19 @@ class ChannelStream(TextIOBase):
         if not text:
             return 0
         with self._lock:
+            first = not self._parts
             self._parts.append(text)
             self._size += len(text)
             full = self._size >= self.limit
         if full:
             self.flush()
-        else:
-            _flusher.schedule(self)
+        elif first:
+            self._pump.flush_later(self)
         return len(text)
 
     def flush(self) -> None:
-        if self.before_flush is not None and threading.current_thread() is threading.main_thread():
-            self.before_flush()
+        if threading.current_thread() is threading.main_thread():
+            self._pump.drain()  # what a subprocess wrote comes first
         with self._lock:  # held while sending, so that two flushes keep their order
             if not self._parts:
                 return
@@ -217,31 +179,61 @@ class ChannelStream(TextIOBase):
             )
 
 
-class _Capture:
-    """Sends what is written to file descriptors 1 and 2 (a C library, ``os.system``) to the
-    streams, as ipykernel does by default (``IPKernelApp.capture_fd_output``)."""
+class _Pump:
+    """The kernel's one helper thread, started before the first cell (so that a cell that
+    exhausts its process cap still gets its output). It sends what is written to file
+    descriptors 1 and 2 (a C library, ``os.system``) to the streams, as ipykernel does by
+    default (``IPKernelApp.capture_fd_output``), and flushes a stream 0.2 s after its first
+    unflushed write (ipykernel's ``OutStream.flush_interval``)."""
 
-    def __init__(self, streams: dict[int, ChannelStream]) -> None:
+    interval = 0.2
+
+    def __init__(self) -> None:
         self._selector = selectors.DefaultSelector()
         self._ends: list[int] = []
-        self._pumping = threading.Lock()
+        self._busy = threading.RLock()  # held from a read until its text is in the stream
+        self._due: dict[ChannelStream, float] = {}
+        self._wake_read, self._wake_write = os.pipe()
+        os.set_blocking(self._wake_write, False)
+        self._selector.register(self._wake_read, selectors.EVENT_READ, None)
+
+    def capture(self, streams: dict[int, ChannelStream]) -> None:
         for fd, stream in streams.items():
             read_end, write_end = os.pipe()
             os.dup2(write_end, fd)
             os.close(write_end)
             self._selector.register(read_end, selectors.EVENT_READ, stream)
             self._ends.append(read_end)
-        threading.Thread(target=self._pump, name="fd-capture", daemon=True).start()
+        threading.Thread(target=self._run, name="streams", daemon=True).start()
 
-    def _pump(self) -> None:
+    def flush_later(self, stream: ChannelStream) -> None:
+        with self._busy:
+            self._due.setdefault(stream, time.monotonic() + self.interval)
+        with contextlib.suppress(BlockingIOError):
+            os.write(self._wake_write, b"!")
+
+    def _run(self) -> None:
         while True:
-            for key, _ in self._selector.select():
-                with self._pumping:
+            with self._busy:
+                first = min(self._due.values(), default=None)
+            timeout = None if first is None else max(0.0, first - time.monotonic())
+            for key, _ in self._selector.select(timeout):
+                if key.data is None:
+                    os.read(key.fd, 4096)
+                    continue
+                with self._busy:
                     data = os.read(key.fd, 1 << 16)
                     if data:
                         key.data.write(data.decode("utf-8", "replace"))
                     else:
                         self._selector.unregister(key.fd)
+            now = time.monotonic()
+            with self._busy:
+                ready = [stream for stream, at in self._due.items() if at <= now]
+                for stream in ready:
+                    del self._due[stream]
+            for stream in ready:
+                stream.flush()
 
     def drain(self, limit: float = 0.05) -> None:
         """Wait (at most ``limit`` s) until what was written to the descriptors reached the
@@ -249,7 +241,7 @@ class _Capture:
         deadline = time.monotonic() + limit
         while select.select(self._ends, [], [], 0)[0] and time.monotonic() < deadline:
             time.sleep(0.0005)
-        with self._pumping:
+        with self._busy:
             pass
 
 
@@ -363,10 +355,12 @@ def serve(address: str, token: str, cwd: str) -> int:
     channel = Channel(sock)
     ChannelSession.channel = channel
     originals = {1: os.dup(1), 2: os.dup(2)}
-    streams = {fd: ChannelStream(session, name, originals[fd]) for fd, name in _STD.items()}
-    capture = _Capture(streams)
-    for stream in streams.values():
-        stream.before_flush = capture.drain
+    pump = _Pump()
+    streams = {fd: ChannelStream(session, name, originals[fd], pump) for fd, name in _STD.items()}
+    # As ipykernel's OutStream decides: unless configured off, or under pytest (whose own
+    # capture it leaves alone).
+    capture = app.capture_fd_output and "PYTEST_CURRENT_TEST" not in os.environ
+    pump.capture(streams if capture else {})
     sys.stdout, sys.stderr = streams[1], streams[2]
     kernel._stdout, kernel._stderr = sys.stdout, sys.stderr
     # ipykernel sleeps 0.5 ms before each reply so that its IOPub thread catches up; here

@@ -139,6 +139,7 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
         cleanups = _renew_per_process_state()
         serve = request.get("serve")
         if serve is not None and _prepared:
+            sys.argv[0] = _module_file(argv[2])  # as `python -m` sets it
             code = _prepared[0].serve(serve["address"], serve["token"], cwd)
         else:
             runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
@@ -158,6 +159,16 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
             sys.stderr.flush()
         finally:
             os._exit(code)
+
+
+def _module_file(module: str) -> str:
+    """The file ``python -m module`` runs (a package's ``__main__.py``)."""
+    import importlib.util
+
+    spec = importlib.util.find_spec(module)
+    if spec is not None and spec.submodule_search_locations is not None:
+        spec = importlib.util.find_spec(module + ".__main__")
+    return spec.origin if spec is not None and spec.origin else module
 
 
 def _prepare(module: str, args: list[str]) -> str | None:

@@ -421,9 +421,12 @@ class Zygotes:
         sandbox: Sandbox | None = None,
         env_for: Callable[[Area], dict[str, str]] | None = None,
         sage_threads: int = 1,
+        prepare: bool = True,
     ) -> None:
         self.env = env
         self.label = label
+        #: Build IPython and Sage kernels in their zygotes (``prepared_kernel.py``).
+        self.prepare = prepare
         #: BLAS/OpenMP threads of Sage kernels; only 1 lets them be forked.
         self.sage_threads = sage_threads
         self.start_timeout = start_timeout
@@ -449,7 +452,7 @@ class Zygotes:
     def _new(self, argv: Sequence[str], area: Area | None) -> Zygote:
         modules = FORKABLE[argv[2]]
         threads = thread_env(argv[2], self.sage_threads)
-        prepare = (argv[2], app_arguments(argv)) if argv[2] in PREPARABLE else None
+        prepare = (argv[2], app_arguments(argv)) if self.prepare and argv[2] in PREPARABLE else None
         if area is None:
             return Zygote(argv[0], modules, {**self.env, **threads}, self.label, prepare=prepare)
         env = self.env_for(area) if self.env_for is not None else self.env
@@ -529,7 +532,7 @@ class ForkingProvisioner(LocalProvisioner):
             kwargs["env"] = {**(kwargs.get("env") or os.environ), **threads}
         env_in = kwargs.get("env")
         zygote = await servers.for_command(cmd, area, env_in) if servers is not None else None
-        if zygote is not None and zygote.prepared:
+        if zygote is not None and getattr(zygote, "prepared", False):
             # Its kernel is built already: a second one cannot start there (``IPKernelApp``
             # is a singleton). Kernels it cannot serve prepared, e.g. a spec of the same
             # interpreter and module with other options, are exec'd.
@@ -569,6 +572,8 @@ class ForkingProvisioner(LocalProvisioner):
         if sandboxed:
             assert sandbox is not None and area is not None
             kwargs["preexec_fn"] = sandbox.setup(area, limits, ignore_sigint=True)
+            if isinstance(self.parent, ForkingKernelManager):
+                self.parent.wrapped = True
         elif limits:
             kwargs["preexec_fn"] = child_setup(limits, ignore_sigint=False)
         return await super().launch_kernel(cmd, **kwargs)
@@ -597,6 +602,9 @@ class ForkingKernelManager(AsyncKernelManager):
         self.sage_threads = sage_threads
         #: Whether the kernel was forked from a zygote (set by the provisioner).
         self.forked = False
+        #: Whether the process is bubblewrap around the kernel, whose exit status reports a
+        #: kernel killed by signal N as 128 + N (set by the provisioner).
+        self.wrapped = False
 
 
 def fork_supported() -> bool:
