@@ -1,4 +1,5 @@
-"""Kernel start to ready, forked and exec'd, through the pool's public start_kernel."""
+"""Kernel start to ready, prepared, forked (jupyter_client) and exec'd, through the pool's
+public start_kernel."""
 
 from __future__ import annotations
 
@@ -15,7 +16,7 @@ from bench.common import (
 )
 
 
-async def _pool_starts(fork: bool, n: int) -> list[float]:
+async def _pool_starts(fork: bool, n: int, prepare: bool = True) -> list[float]:
     """Seconds from asking the server's pool for a kernel to its being ready (warm-up incl.)."""
     from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog
     from cocalc_tasks.server.jupyter.pool import KernelPools
@@ -23,7 +24,12 @@ async def _pool_starts(fork: bool, n: int) -> list[float]:
     with tempfile.TemporaryDirectory() as tmp:
         env = {**os.environ, "IPYTHONDIR": f"{tmp}/ipython", "PYDEVD_DISABLE_FILE_VALIDATION": "1"}
         pools = KernelPools(
-            KernelCatalog(), scratch_dir=Path(tmp), kernel_env=env, default_size=0, fork=fork
+            KernelCatalog(),
+            scratch_dir=Path(tmp),
+            kernel_env=env,
+            default_size=0,
+            fork=fork,
+            prepare=prepare,
         )
         out = []
         try:
@@ -40,6 +46,7 @@ async def _pool_starts(fork: bool, n: int) -> list[float]:
 def kernel_starts() -> dict[str, Any]:
     n = 5 if QUICK else 20
     return {
-        "forked": ms(asyncio.run(_pool_starts(True, n))),
+        "prepared": ms(asyncio.run(_pool_starts(True, n))),
+        "forked": ms(asyncio.run(_pool_starts(True, n, prepare=False))),
         "execd": ms(asyncio.run(_pool_starts(False, n))),
     }

@@ -57,6 +57,11 @@ _KERNEL_CLASSES = {
     "sage.repl.ipython_kernel": ("sage.repl.ipython_kernel.kernel", "SageKernel"),
 }
 _prepared: list[ForkedKernelApp] = []
+_prepared_module: list[str] = []
+#: Kernels that skip the silent cell in their pool: it saves a Sage call about 2 ms of wait but
+#: costs 3.4 ms of CPU, and Sage's many short calls are bound by CPU (python3's cell costs less
+#: than the wait it saves).
+_NO_POOLED_WARM_UP = frozenset({"sage.repl.ipython_kernel"})
 _STD = {1: "stdout", 2: "stderr"}
 #: Message types a caller never sees (CoCalc's filter leaves nothing of them): not sent.
 _UNSENT = frozenset({"execute_input", "status"})
@@ -306,11 +311,12 @@ def prepare(module: str, args: list[str]) -> None:
     app.initialize([*args, "--HistoryManager.hist_file=:memory:"])  # type: ignore[no-untyped-call]
     if sys.path[:1] == [""]:  # init_path's '' must follow the script directory `-m` puts first
         del sys.path[0]
-    _warm_up(app)
+    _warm_up(app, _WARM_UP + _LIBRARY_WARM_UP.get(module, ()))
     _prepared.append(app)
+    _prepared_module.append(module)
 
 
-def _warm_up(app: ForkedKernelApp) -> None:
+def _warm_up(app: ForkedKernelApp, cells: tuple[str, ...]) -> None:
     """Run once here what every kernel's first cell would otherwise pay for itself: IPython's
     first compile and run, the first formatted result, the first traceback (its formatting
     loads and compiles a lot: about 50 ms), the first event loop. The cells are silent (no
@@ -318,7 +324,7 @@ def _warm_up(app: ForkedKernelApp) -> None:
     shell = app.kernel.shell
     loop = asyncio.new_event_loop()
     try:
-        for code in _WARM_UP:
+        for code in cells:
             cell = shell.run_cell_async(
                 code,
                 store_history=False,
@@ -342,6 +348,12 @@ _WARM_UP = (
     "get_ipython().display_formatter.format(0)",
     "def _warm_up_error():\n    1 / 0\n_warm_up_error()",
 )
+#: What a library builds on first use, for everyone: Sage's first ``factor`` imports two
+#: extension modules and builds a quadratic field (its caches are process-wide and hold no
+#: user state), about 10 ms of every Sage kernel's first call.
+_LIBRARY_WARM_UP = {
+    "sage.repl.ipython_kernel": ("get_ipython().display_formatter.format(factor(10**19 + 7))",)
+}
 
 
 def serve(address: str, token: str, cwd: str) -> int:
@@ -373,9 +385,10 @@ def serve(address: str, token: str, cwd: str) -> int:
         sys.path.insert(1 if sys.path[:1] == [cwd] else 0, "")
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
-    # One silent cell before the first call: the pages a cell writes are copied from the
-    # zygote's now, while the kernel waits in its pool, not while a caller waits for it.
-    _execute(loop, kernel, session, {"code": "None", "silent": True, "store_history": False})
+    if _prepared_module[0] not in _NO_POOLED_WARM_UP:
+        # One silent cell before the first call: the pages a cell writes are copied from the
+        # zygote's now, while the kernel waits in its pool, not while a caller waits for it.
+        _execute(loop, kernel, session, {"code": "None", "silent": True, "store_history": False})
     channel.send(json.dumps({"token": token, "pid": os.getpid()}).encode())
     while True:
         try:
