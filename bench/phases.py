@@ -110,8 +110,19 @@ def _costs(extra: list[str]) -> dict[str, Any]:
     in_phases = sum(p["wall_ms"] for p in phases.values())
     server_cpu = cpu_after[0] - cpu_before[0]
     kernel_cpu = (cpu_after[1] - cpu_after[0]) - (cpu_before[1] - cpu_before[0])
+    starts = {
+        how: (
+            _get(after, "cocalc_tasks_kernel_start_seconds_sum", how=how)
+            - _get(before, "cocalc_tasks_kernel_start_seconds_sum", how=how),
+            _get(after, "cocalc_tasks_kernel_start_seconds_count", how=how)
+            - _get(before, "cocalc_tasks_kernel_start_seconds_count", how=how),
+        )
+        for how in ("prepared", "forked", "exec")
+    }
+    seconds, count = max(starts.values(), key=lambda pair: pair[1])
     return {
         "calls": int(n),
+        "kernel_start_ms": 1000 * seconds / count if count else None,
         "phases": phases,
         "routing_ms": 1000 * request_sum / n - in_phases,
         "client_wall_ms": 1000 * wall / n,

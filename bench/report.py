@@ -309,6 +309,8 @@ def _phase_rows(before: dict[str, Any], after: dict[str, Any]) -> list[str]:
         f"({before['server_cpu_outside_phases_ms']:.1f}) / {before['kernel_side_cpu_ms']:.1f} -> "
         f"**{after['server_cpu_ms']:.1f}** ({after['server_cpu_outside_phases_ms']:.1f}) / "
         f"**{after['kernel_side_cpu_ms']:.1f} ms** | |",
+        f"| 13 | a kernel's start, fork to ready, off the request path (the pool refills), "
+        f"wall ms, before / after | {pair('kernel_start_ms')} | |",
         f"| 13 | CPU per computed python3 call, all processes (server, sandboxes, zygotes, "
         f"kernels), 4 clients, before / after | {pair('distinct_4_clients_cpu_ms_per_call')} ms "
         "| <= 25 ms |",

@@ -73,6 +73,10 @@ CORPUS: dict[str, str] = {
         "display('gone')\nclear_output()\nprint('kept')"
     ),
     "ten_megabytes": "print('x' * 10_000_000)",
+    "interpreter_state": (
+        "import os, sys\n"
+        "(sys.path[0], sys.path[1] == os.getcwd(), os.path.basename(sys.argv[0]), __name__)"
+    ),
     "timeout_interrupted": "import time\nprint('waiting')\ntime.sleep(60)",
 }
 
@@ -265,6 +269,30 @@ def test_the_two_paths_are_two_paths(server: LocalServer, reference: LocalServer
     """The comparison is between prepared and exec'd kernels, not one path twice."""
     assert _starts(server, "prepared") > 0 and _starts(server, "exec") == 0
     assert _starts(reference, "exec") > 0 and _starts(reference, "prepared") == 0
+
+
+@pytest.mark.parametrize("path", ["prepared", "reference"])
+def test_what_forked_workers_print_reaches_the_caller(
+    path: str, server: LocalServer, reference: LocalServer
+) -> None:
+    """multiprocessing forks the kernel; ipykernel forwards the workers' output, and so does a
+    prepared kernel (through its captured descriptors), without garbling its own messages."""
+    code = (
+        "import multiprocessing as mp\n"
+        "def work(x):\n"
+        "    print('worker', x, flush=True)\n"
+        "    return x * 2\n"
+        "with mp.get_context('fork').Pool(2) as pool:\n"
+        "    print(sorted(pool.map(work, [1, 2, 3])))\n"
+        "'done'"
+    )
+    with _client(server if path == "prepared" else reference) as client:
+        result = client.execute(code, "python3", no_cache=True)
+    assert result.error is None and result.text == "'done'"
+    assert result.stdout.count("worker") == 3 and "[2, 4, 6]\n" in result.stdout
+    if path == "prepared":  # ipykernel sends each write apart, so two workers' lines may mix
+        lines = sorted(result.stdout.splitlines())
+        assert lines == ["[2, 4, 6]", "worker 1", "worker 2", "worker 3"]
 
 
 def test_a_subprocesss_last_line_is_never_lost(server: LocalServer) -> None:

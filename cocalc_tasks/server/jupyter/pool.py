@@ -32,10 +32,11 @@ from cocalc_tasks.server.jupyter.execute import run_cell
 from cocalc_tasks.server.jupyter.kernel import WarmKernel, shutdown_kernel
 from cocalc_tasks.server.jupyter.kernelspecs import KernelCatalog
 from cocalc_tasks.server.jupyter.outputs import OutputCollector, OutputLimits
-from cocalc_tasks.server.jupyter.prepared import KernelChannels, PreparedKernel
+from cocalc_tasks.server.jupyter.prepared import KernelChannels, KernelConnection, PreparedKernel
 from cocalc_tasks.server.metrics import ServerMetrics
 from cocalc_tasks.server.processes.zygotes import (
     ForkingKernelManager,
+    Zygote,
     ZygoteError,
     Zygotes,
     app_arguments,
@@ -389,12 +390,17 @@ class KernelPools:
         self._live.add(kernel)
         return kernel
 
-    async def _connected(self, connected: Any, zygote: Any, pid: int) -> Any:
+    async def _connected(
+        self, connected: asyncio.Future[KernelConnection], zygote: Zygote, pid: int
+    ) -> KernelConnection:
         """The kernel's connection once it said hello; fails if it dies or times out first."""
-        died = asyncio.ensure_future(zygote.wait_exit(pid, self._start_timeout))
+        died: asyncio.Future[Any] = asyncio.ensure_future(
+            zygote.wait_exit(pid, self._start_timeout)
+        )
+        either: set[asyncio.Future[Any]] = {connected, died}
         try:
             done, _ = await asyncio.wait(
-                {connected, died}, timeout=self._start_timeout, return_when="FIRST_COMPLETED"
+                either, timeout=self._start_timeout, return_when="FIRST_COMPLETED"
             )
         finally:
             died.cancel()

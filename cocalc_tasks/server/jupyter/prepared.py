@@ -31,7 +31,7 @@ from cocalc_tasks.server.jupyter.kernel import KernelDied, describe_exit, remove
 from cocalc_tasks.server.processes.zygotes import ForkedProcess, Zygote
 from cocalc_tasks.server.sandbox import Area
 
-__all__ = ["KernelChannels", "PreparedKernel"]
+__all__ = ["KernelChannels", "KernelConnection", "PreparedKernel"]
 
 log = logging.getLogger("cocalc_tasks.server.jupyter.prepared")
 
@@ -40,7 +40,7 @@ _LENGTH = struct.Struct("!I")
 SOCKET_NAME = "kernels.sock"
 
 
-class _Connection(asyncio.Protocol):
+class KernelConnection(asyncio.Protocol):
     """The server's end of one kernel's socket: frames in, frames out."""
 
     def __init__(self, channels: KernelChannels) -> None:
@@ -103,7 +103,7 @@ class KernelChannels:
 
     def __init__(self) -> None:
         self._servers: dict[Path, asyncio.AbstractServer] = {}
-        self._waiting: dict[str, asyncio.Future[_Connection]] = {}
+        self._waiting: dict[str, asyncio.Future[KernelConnection]] = {}
 
     async def address(self, area: Area) -> str:
         """The socket the kernels of ``area`` connect to."""
@@ -114,23 +114,23 @@ class KernelChannels:
                 path.unlink()
             loop = asyncio.get_running_loop()
             self._servers[scratch] = await loop.create_unix_server(
-                lambda: _Connection(self), str(path)
+                lambda: KernelConnection(self), str(path)
             )
             if area.owner is not None:  # the area's kernels run as the project's own user
                 area.owner.chown_tree(path)
         return str(path)
 
-    def expect(self) -> tuple[str, asyncio.Future[_Connection]]:
+    def expect(self) -> tuple[str, asyncio.Future[KernelConnection]]:
         """A new token, and the future its kernel's connection resolves."""
         token = secrets.token_hex(16)
-        future: asyncio.Future[_Connection] = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[KernelConnection] = asyncio.get_running_loop().create_future()
         self._waiting[token] = future
         return token, future
 
     def forget(self, token: str) -> None:
         self._waiting.pop(token, None)
 
-    def greeted(self, connection: _Connection, frame: bytes) -> bool:
+    def greeted(self, connection: KernelConnection, frame: bytes) -> bool:
         """A kernel said hello: hand its connection to whoever expects that token."""
         try:
             token = json.loads(frame)["token"]
@@ -169,7 +169,7 @@ class PreparedKernel:
         language: str,
         process: ForkedProcess,
         zygote: Zygote,
-        connection: _Connection,
+        connection: KernelConnection,
         workdir: Path,
         area_name: str,
         address: str,

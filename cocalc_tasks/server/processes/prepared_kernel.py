@@ -63,6 +63,10 @@ _prepared_module: list[str] = []
 #: than the wait it saves).
 _NO_POOLED_WARM_UP = frozenset({"sage.repl.ipython_kernel"})
 _STD = {1: "stdout", 2: "stderr"}
+#: Kernels whose ``python -m`` entry point removes the directory Python put first in
+#: ``sys.path`` (ipykernel_launcher.py); ``IPKernelApp.init_path`` adds ``''`` after the
+#: standard library instead.
+_LAUNCHERS_DROP_CWD = frozenset({"ipykernel_launcher"})
 #: Message types a caller never sees (CoCalc's filter leaves nothing of them): not sent.
 _UNSENT = frozenset({"execute_input", "status"})
 
@@ -72,6 +76,8 @@ class Channel:
 
     def __init__(self, sock: socket.socket) -> None:
         self.sock = sock
+        #: The kernel's process: a process it forks (multiprocessing) never writes here.
+        self.pid = os.getpid()
         self._lock = threading.Lock()
         self._reader = sock.makefile("rb")
 
@@ -115,7 +121,7 @@ class ChannelSession(Session):  # type: ignore[misc]
             )
             msg_type = msg_or_type
         channel = ChannelSession.channel
-        if channel is not None and msg_type not in _UNSENT:
+        if channel is not None and msg_type not in _UNSENT and channel.pid == os.getpid():
             channel.send(msg_type.encode() + b"\n" + self.pack(msg.get("content", {})))
         return msg
 
@@ -127,11 +133,19 @@ class ChannelStream(TextIOBase):
 
     limit = 1 << 16
 
-    def __init__(self, session: Session, name: str, fileno: int, pump: _Pump) -> None:
+    def __init__(
+        self, session: Session, name: str, descriptor: int, fileno: int, pump: _Pump
+    ) -> None:
         super().__init__()
         self.session = session
         self.name = name
         self.parent_header: dict[str, Any] = {}
+        self._pid = os.getpid()
+        #: What a process forked by the kernel wrote and has not flushed yet.
+        self._worker_pid = 0
+        self._worker_parts: list[str] = []
+        #: 1 or 2, captured by the kernel; ``fileno`` is the original one behind it.
+        self._descriptor = descriptor
         self._fileno = fileno
         self._pump = pump
         self._parts: list[str] = []
@@ -159,6 +173,16 @@ class ChannelStream(TextIOBase):
             raise TypeError(f"write() argument must be str, not {type(text).__name__}")
         if not text:
             return 0
+        if os.getpid() != self._pid:
+            # A process the kernel forked (a multiprocessing worker): its text goes through the
+            # descriptor, which the kernel captures (ipykernel forwards it too), on flush, so
+            # that two workers' lines do not cut into each other.
+            if self._worker_pid != os.getpid():  # not what the kernel had buffered at the fork
+                self._worker_pid, self._worker_parts = os.getpid(), []
+            self._worker_parts.append(text)
+            if sum(map(len, self._worker_parts)) >= self.limit:
+                self.flush()
+            return len(text)
         with self._lock:
             first = not self._parts
             self._parts.append(text)
@@ -171,6 +195,11 @@ class ChannelStream(TextIOBase):
         return len(text)
 
     def flush(self) -> None:
+        if os.getpid() != self._pid:
+            if self._worker_pid == os.getpid() and self._worker_parts:
+                text, self._worker_parts = "".join(self._worker_parts), []
+                os.write(self._descriptor, text.encode("utf-8", "replace"))
+            return
         if threading.current_thread() is threading.main_thread():
             self._pump.drain()  # what a subprocess wrote comes first
         with self._lock:  # held while sending, so that two flushes keep their order
@@ -309,8 +338,6 @@ def prepare(module: str, args: list[str]) -> None:
     # History in memory: a history file needs a writer thread, which a fork cannot carry, and
     # one file shared by every call would let a call read the code of the calls before it.
     app.initialize([*args, "--HistoryManager.hist_file=:memory:"])  # type: ignore[no-untyped-call]
-    if sys.path[:1] == [""]:  # init_path's '' must follow the script directory `-m` puts first
-        del sys.path[0]
     _warm_up(app, _WARM_UP + _LIBRARY_WARM_UP.get(module, ()))
     _prepared.append(app)
     _prepared_module.append(module)
@@ -348,15 +375,15 @@ _WARM_UP = (
     "get_ipython().display_formatter.format(0)",
     "def _warm_up_error():\n    1 / 0\n_warm_up_error()",
 )
-#: What a library builds on first use, for everyone: Sage's first ``factor`` imports two
-#: extension modules and builds a quadratic field (its caches are process-wide and hold no
-#: user state), about 10 ms of every Sage kernel's first call.
+#: What a library builds on first use, for everyone: Sage's first formatted factorization
+#: imports two extension modules and builds a number field (process-wide caches that hold no
+#: user state), about 9 ms of every Sage kernel's first call.
 _LIBRARY_WARM_UP = {
     "sage.repl.ipython_kernel": ("get_ipython().display_formatter.format(factor(10**19 + 7))",)
 }
 
 
-def serve(address: str, token: str, cwd: str) -> int:
+def serve(address: str, token: str) -> int:
     """In the forked child: connect to the server, run cells until it hangs up."""
     app = _prepared[0]
     kernel = app.kernel
@@ -368,7 +395,9 @@ def serve(address: str, token: str, cwd: str) -> int:
     ChannelSession.channel = channel
     originals = {1: os.dup(1), 2: os.dup(2)}
     pump = _Pump()
-    streams = {fd: ChannelStream(session, name, originals[fd], pump) for fd, name in _STD.items()}
+    streams = {
+        fd: ChannelStream(session, name, fd, originals[fd], pump) for fd, name in _STD.items()
+    }
     # As ipykernel's OutStream decides: unless configured off, or under pytest (whose own
     # capture it leaves alone).
     capture = app.capture_fd_output and "PYTEST_CURRENT_TEST" not in os.environ
@@ -381,8 +410,8 @@ def serve(address: str, token: str, cwd: str) -> int:
     sys.displayhook = app.displayhook
     # ipykernel cancels a top-level ``await`` on SIGINT only for the thread that runs cells.
     kernel.shell_channel_thread = SimpleNamespace(parent_thread=threading.current_thread())
-    if "" not in sys.path:
-        sys.path.insert(1 if sys.path[:1] == [cwd] else 0, "")
+    if _prepared_module[0] in _LAUNCHERS_DROP_CWD and sys.path[:1] == [os.getcwd()]:
+        del sys.path[0]  # as the launcher does; init_path put '' in its place (in the zygote)
     loop = asyncio.new_event_loop()
     asyncio.set_event_loop(loop)
     if _prepared_module[0] not in _NO_POOLED_WARM_UP:

@@ -140,7 +140,7 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
         serve = request.get("serve")
         if serve is not None and _prepared:
             sys.argv[0] = _module_file(argv[2])  # as `python -m` sets it
-            code = _prepared[0].serve(serve["address"], serve["token"], cwd)
+            code = _prepared[0].serve(serve["address"], serve["token"])
         else:
             runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
             code = 0
