@@ -17,7 +17,8 @@ FINDINGS = [
     "",
     "Profiled with cProfile (the server under 3,000 calls; forked kernels from start to exit) "
     "and split by the phase metrics of row 13. With jupyter_client kernels a computed python3 "
-    "call cost about 24 ms of server CPU and 70-100 ms in the zygote and the kernel:",
+    "call cost 14-24 ms of server CPU and 60-100 ms in the zygote and the kernel (row 13's "
+    "before column, and earlier runs):",
     "",
     "- **the kernel's own start, about 60% of its CPU**: `IPKernelApp.initialize` in every "
     "forked child (command line and configuration parsing, `ZMQInteractiveShell.__init__` with "

@@ -201,6 +201,7 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
     failed: dict[str, Any] = {}
     code_cells = sum(1 for cell in nb.cells if cell.cell_type == "code")
     done = [0]
+    written = [time.monotonic()]
 
     def on_error(cell: Any, cell_index: int, execute_reply: Any) -> None:
         failed.setdefault("cell", cell_index)
@@ -209,9 +210,12 @@ def run(spec: dict[str, Any]) -> dict[str, Any]:
         if cell.cell_type == "code":
             done[0] += 1
             # The notebook as far as it ran, for whoever watches the job (the local server's
-            # job page renders it); the final write below replaces it.
-            with contextlib.suppress(OSError):
-                nbformat.write(nb, output)
+            # job page renders it), at most once a second (a write validates the whole
+            # notebook: tens of ms); the final write below replaces it.
+            if time.monotonic() - written[0] >= 1.0:
+                with contextlib.suppress(OSError):
+                    nbformat.write(nb, output)
+                written[0] = time.monotonic()
             print(PROGRESS_LINE.format(done=done[0], of=code_cells), flush=True)
 
     timeout = spec.get("cell_timeout")
