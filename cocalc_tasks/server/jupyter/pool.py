@@ -335,7 +335,7 @@ class KernelPools:
         async with self._start_slots:
             started = time.monotonic()
             kernel: AnyKernel | None = await self._start_prepared(
-                spec_name, spec.language, where, workdir, env
+                spec_name, spec, where, workdir, env
             )
             if kernel is None:
                 kernel = await self._start_managed(spec_name, spec.language, where, workdir, env)
@@ -344,12 +344,12 @@ class KernelPools:
         return kernel
 
     async def _start_prepared(
-        self, spec_name: str, language: str, where: Area, workdir: Path, env: dict[str, str]
+        self, spec_name: str, spec: Any, where: Area, workdir: Path, env: dict[str, str]
     ) -> PreparedKernel | None:
-        """Fork a prepared kernel from its zygote; None if this kernel has no such zygote."""
+        """Fork a prepared kernel from its zygote; None if this kernel has no such zygote.
+        ``spec``: the kernelspec, as read once by :meth:`start_kernel`."""
         if self.zygotes is None:
             return None
-        spec = self.catalog.get_spec(spec_name)
         argv = kernel_command(spec.argv, spec.resource_dir)
         spec_env = {**env, **{k: Template(v).safe_substitute(env) for k, v in spec.env.items()}}
         if len(argv) < 3 or argv[1] != "-m":
@@ -385,7 +385,7 @@ class KernelPools:
                 process.kill()
             raise KernelStartError(f"{type(exc).__name__}: {exc}") from exc
         kernel = PreparedKernel(
-            spec_name, language, process, zygote, connection, workdir, where.name, address
+            spec_name, spec.language, process, zygote, connection, workdir, where.name, address
         )
         self._live.add(kernel)
         return kernel

@@ -18,8 +18,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-import logging
-import os
 import secrets
 import signal
 import struct
@@ -32,8 +30,6 @@ from cocalc_tasks.server.processes.zygotes import ForkedProcess, Zygote
 from cocalc_tasks.server.sandbox import Area
 
 __all__ = ["KernelChannels", "KernelConnection", "PreparedKernel"]
-
-log = logging.getLogger("cocalc_tasks.server.jupyter.prepared")
 
 _LENGTH = struct.Struct("!I")
 #: The socket's name in an area's scratch directory.
@@ -220,14 +216,7 @@ class PreparedKernel:
         return None
 
     async def interrupt(self) -> None:
-        self._signal(signal.SIGINT)
-
-    def _signal(self, signum: int) -> None:
-        if self.zygote.sandboxed:
-            self.zygote.signal(self.pid, signum)
-        else:
-            with contextlib.suppress(ProcessLookupError, PermissionError):
-                os.killpg(self.pid, signum)  # the kernel and whatever it started
+        self.process.signal_group(signal.SIGINT)
 
     async def _exit_code(self, timeout: float) -> int | None:
         code = self.process.poll()
@@ -244,7 +233,7 @@ class PreparedKernel:
         self.disposed = True
         self.connection.close()
         await self._exit_code(2.0)
-        self._signal(signal.SIGKILL)
+        self.process.signal_group(signal.SIGKILL)
         self.zygote.forget(self.pid)
         remove_workdir(self.workdir)
         if self._described is not None:

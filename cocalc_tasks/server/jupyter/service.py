@@ -54,7 +54,7 @@ SPAWN_FAILED = "Error: **Unable to Spawn Jupyter Kernel:**\n\nError: "
 _HASH_RE = re.compile(r"^[0-9a-f]{40}$")
 
 
-def _report_log_failure(future: asyncio.Future[object]) -> None:
+def _report_write_failure(future: asyncio.Future[object]) -> None:
     if not future.cancelled() and (exc := future.exception()) is not None:
         log.error("a store write failed: %s", exc)
 
@@ -195,7 +195,7 @@ class ExecutionService:
         except RuntimeError:  # the server is stopping: its writer is closed
             log.warning("store write %s lost at shutdown", name)
         else:
-            written.add_done_callback(_report_log_failure)
+            written.add_done_callback(_report_write_failure)
 
     async def _execute(
         self, params: Mapping[str, Any], identity: Identity, facts: dict[str, Any]

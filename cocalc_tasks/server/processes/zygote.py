@@ -2,10 +2,12 @@
 
 Run as a script by the kernelspec's own interpreter (stdlib only, no cocalc_tasks import)::
 
-    python zygote.py [--label TEXT] MODULE [MODULE ...]    (a "?" prefix: import if available)
+    python zygote.py [--label TEXT] [--prepare KERNEL_MODULE ARGS_JSON] MODULE [MODULE ...]
+                                                (a "?" prefix: import if available)
 
 ``--label`` only marks the command line (kernels forked from here share it), so that tools
-can tell which server the processes belong to.
+can tell which server the processes belong to. ``--prepare`` also builds that kernel once,
+here (``prepared_kernel.py``), so that a request with ``"serve"`` forks it ready to run.
 
 Starting an IPython kernel costs about 0.3 s of CPU, most of it importing ipykernel and IPython.
 This process pays that once; each kernel is then a ``fork`` that runs ``python -m <module> ...``
@@ -16,12 +18,17 @@ Protocol, one JSON object per line. On stdin::
     {"id": 1, "argv": [...], "env": {...}, "cwd": "...", "limits": [[resource, value], ...]}
                                         fork a kernel: python -m argv[2] argv[3:], with those
                                         rlimits set in the child first
+    {..., "serve": {"address": "...", "token": "..."}}
+                                        the same, but the child is the prepared kernel, which
+                                        connects to that Unix socket and says its token
     {"signal": 4242, "signum": 2}       signal a kernel's process group (inside a sandbox, only
                                         the zygote sees the kernel's pid)
 
 On stdout::
 
-    {"ready": true}                     the modules are imported (or {"error": ...} and exit 1)
+    {"ready": true, "prepared": true, "why": null}
+                                        the modules are imported, and the kernel prepared or
+                                        why not (or {"error": ...} and exit 1)
     {"id": 1, "pid": 4242}              the kernel was forked
     {"id": 1, "error": "..."}           it was not
     {"exited": 4242, "code": -9}        a kernel ended; code as ``Popen.returncode``
@@ -58,8 +65,10 @@ _children: set[int] = set()
 _set_by_imports: dict[str, str] = {}
 #: Descriptors of the zygote itself (protocol, signal pipe, selector) that a kernel must not keep.
 _private_fds: list[int] = []
-#: The module that serves prepared kernels (``prepared_kernel.py``), once ``--prepare`` worked.
+#: The module that serves prepared kernels (``prepared_kernel.py``), once ``--prepare`` worked,
+#: and the file ``python -m`` would run for the prepared kernel (its ``sys.argv[0]``).
 _prepared: list[Any] = []
+_prepared_file: list[str] = []
 
 
 def _send(stream: Any, message: dict[str, Any]) -> None:
@@ -139,7 +148,7 @@ def _run_kernel(request: dict[str, Any]) -> NoReturn:
         cleanups = _renew_per_process_state()
         serve = request.get("serve")
         if serve is not None and _prepared:
-            sys.argv[0] = _module_file(argv[2])  # as `python -m` sets it
+            sys.argv[0] = _prepared_file[0]  # as `python -m` sets it
             code = _prepared[0].serve(serve["address"], serve["token"])
         else:
             runpy.run_module(argv[2], run_name="__main__", alter_sys=True)
@@ -188,6 +197,7 @@ def _prepare(module: str, args: list[str]) -> str | None:
     except BaseException as exc:  # any failure only costs the fast path
         return f"{type(exc).__name__}: {exc}"
     _prepared.append(prepared)
+    _prepared_file.append(_module_file(module))
     return None
 
 

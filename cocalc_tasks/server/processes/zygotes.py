@@ -184,6 +184,16 @@ class ForkedProcess:
             with contextlib.suppress(ProcessLookupError):  # as Popen: it may just have ended
                 os.kill(self.pid, signum)
 
+    def signal_group(self, signum: int) -> None:
+        """Signal the kernel's process group: it and whatever it started. Outside a sandbox
+        this reaches what the kernel left running even after it ended; inside one the zygote
+        signals only a kernel of its own still running (the rest ends with the sandbox)."""
+        if self._zygote.sandboxed:  # the pid is the sandbox's: only the zygote can use it
+            self._zygote.signal(self.pid, signum)
+            return
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(self.pid, signum)  # the kernel called setsid: its pid is its group
+
     def kill(self) -> None:
         self.send_signal(signal.SIGKILL)
 
